@@ -1,0 +1,106 @@
+"""Build the Toxiproxy server with ``go install`` into the toolkit's cache, once.
+
+The toolkit uses Shopify's real Toxiproxy, never a proxy of its own. It is not on PyPI, so the
+first run builds it from the Go module proxy; later runs reuse the cached binary. Several
+pytest-xdist workers may ask for it at the same moment, so the build runs under an exclusive
+``fcntl`` lock held in the cache folder, and the binary only appears (by an atomic rename) once
+it is complete.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+__all__ = ["TOXIPROXY_VERSION", "ToxiproxyInstallError", "ensure_toxiproxy"]
+
+TOXIPROXY_VERSION = "v2.12.0"
+"""The Toxiproxy release the toolkit builds and is tested against."""
+
+_MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server"
+_BINARY_NAME = "toxiproxy-server"
+_BUILD_TIMEOUT_S = 1800.0
+_LOG_TAIL_CHARS = 2000
+
+
+class ToxiproxyInstallError(RuntimeError):
+    """Toxiproxy could not be provided: Go is missing or ``go install`` failed."""
+
+
+def ensure_toxiproxy(cache_dir: pathlib.Path) -> pathlib.Path:
+    """Return the path of a Toxiproxy server binary, building it on first use.
+
+    The binary lives at ``<cache_dir>/toxiproxy-v2.12.0/toxiproxy-server``. If it is missing it
+    is built with ``go install`` (one progress line on stderr); a concurrent caller waits on the
+    lock and then finds the finished binary.
+
+    Raises:
+        ToxiproxyInstallError: ``go`` is not on PATH, or the build failed (the message carries
+            the command line and the tail of its output).
+    """
+    target_dir = cache_dir / f"toxiproxy-{TOXIPROXY_VERSION}"
+    binary = target_dir / _BINARY_NAME
+    if _is_executable(binary):
+        return binary
+
+    target_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = cache_dir / f"toxiproxy-{TOXIPROXY_VERSION}.lock"
+    with open(lock_path, "a+b") as lock_file:
+        fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
+        try:
+            # Another process may have finished the build while this one waited for the lock.
+            if _is_executable(binary):
+                return binary
+            _build(target_dir, binary)
+        finally:
+            fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
+    return binary
+
+
+def _is_executable(path: pathlib.Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def _build(target_dir: pathlib.Path, binary: pathlib.Path) -> None:
+    """Run ``go install`` into a scratch GOBIN and move the result into place atomically."""
+    go = shutil.which("go")
+    if go is None:
+        raise ToxiproxyInstallError(
+            f"Toxiproxy {TOXIPROXY_VERSION} is built from source on first use and needs Go: "
+            "install Go >= 1.22 (https://go.dev/dl/) and put `go` on PATH"
+        )
+    print(
+        f"building Toxiproxy {TOXIPROXY_VERSION} with go install (first run only)...",
+        file=sys.stderr,
+        flush=True,
+    )
+    with tempfile.TemporaryDirectory(prefix=".build-", dir=target_dir) as scratch:
+        command = [go, "install", f"{_MODULE}@{TOXIPROXY_VERSION}"]
+        env = dict(os.environ, GOBIN=scratch, CGO_ENABLED="0")
+        try:
+            done = subprocess.run(
+                command,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                timeout=_BUILD_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise ToxiproxyInstallError(
+                f"`GOBIN={scratch} {' '.join(command)}` did not finish within {_BUILD_TIMEOUT_S:.0f} s"
+            ) from exc
+        output = done.stdout.decode("utf-8", "replace")[-_LOG_TAIL_CHARS:]
+        built = pathlib.Path(scratch) / "server"
+        if done.returncode != 0 or not _is_executable(built):
+            raise ToxiproxyInstallError(
+                f"`GOBIN={scratch} {' '.join(command)}` failed (exit {done.returncode}); "
+                f"output tail:\n{output}"
+            )
+        os.replace(built, binary)

@@ -1,0 +1,99 @@
+"""Tests of ``ensure_toxiproxy`` with a stand-in ``go`` (fast), plus the real cached build.
+
+The stand-in is a shell script that counts its calls and writes an executable ``server`` into
+``$GOBIN``; it lets the tests check the lock and the error paths without compiling anything.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import stat
+import threading
+
+import pytest
+
+from fault_injection import TOXIPROXY_VERSION, ToxiproxyInstallError, ensure_toxiproxy
+
+_FAKE_GO = """#!/bin/sh
+echo call >> "{calls}"
+{body}
+"""
+_BUILD_OK = 'printf "#!/bin/sh\\necho fake\\n" > "$GOBIN/server" && chmod +x "$GOBIN/server"'
+
+
+def _install_fake_go(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, body: str) -> pathlib.Path:
+    """Put a fake ``go`` first on PATH; return the file that records each call."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    go = bin_dir / "go"
+    go.write_text(_FAKE_GO.format(calls=calls, body=body))
+    go.chmod(go.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return calls
+
+
+def test_builds_once_and_reuses_the_binary(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls = _install_fake_go(tmp_path, monkeypatch, _BUILD_OK)
+    cache = tmp_path / "cache"
+
+    first = ensure_toxiproxy(cache)
+    second = ensure_toxiproxy(cache)
+
+    assert first == second == cache / f"toxiproxy-{TOXIPROXY_VERSION}" / "toxiproxy-server"
+    assert os.access(first, os.X_OK)
+    assert calls.read_text().count("call") == 1
+    err = capsys.readouterr().err
+    assert err.count("building Toxiproxy v2.12.0 with go install (first run only)...") == 1
+
+
+def test_concurrent_callers_build_once(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _install_fake_go(tmp_path, monkeypatch, _BUILD_OK)
+    cache = tmp_path / "cache"
+    results: list[pathlib.Path] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def call() -> None:
+        start.wait()
+        try:
+            results.append(ensure_toxiproxy(cache))
+        except BaseException as exc:  # collected and asserted on below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert not errors
+    assert len(set(results)) == 1 and len(results) == 4
+    assert calls.read_text().count("call") == 1
+
+
+def test_missing_go_says_what_to_install(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+
+    with pytest.raises(ToxiproxyInstallError, match="install Go") as info:
+        ensure_toxiproxy(tmp_path / "cache")
+
+    assert "\n" not in str(info.value)
+
+
+def test_failed_build_reports_command_and_output(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _install_fake_go(tmp_path, monkeypatch, 'echo "module lookup disabled" >&2; exit 1')
+    cache = tmp_path / "cache"
+
+    with pytest.raises(ToxiproxyInstallError, match="module lookup disabled") as info:
+        ensure_toxiproxy(cache)
+
+    assert "go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0" in str(info.value)
+    assert not (cache / f"toxiproxy-{TOXIPROXY_VERSION}" / "toxiproxy-server").exists()
