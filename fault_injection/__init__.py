@@ -1,8 +1,24 @@
 """Fault injection through Toxiproxy, and the history checker.
 
+- ``ensure_toxiproxy``: the Toxiproxy server binary, built with ``go install`` into a cache on first use.
+- ``Toxiproxy`` / ``Proxy``: a typed client of its HTTP API, with no global state.
+- ``fault_injection.faults``: named faults as context managers that always undo themselves.
+
 Imports nothing of this project except ``taskqueue_proto``; ``pytest_taskqueue`` builds on it.
 """
 
+from fault_injection import faults
 from fault_injection._install import TOXIPROXY_VERSION, ToxiproxyInstallError, ensure_toxiproxy
+from fault_injection._toxiproxy import Proxy, Stream, Toxic, Toxiproxy, ToxiproxyError
 
-__all__ = ["TOXIPROXY_VERSION", "ToxiproxyInstallError", "ensure_toxiproxy"]
+__all__ = [
+    "TOXIPROXY_VERSION",
+    "Proxy",
+    "Stream",
+    "Toxic",
+    "Toxiproxy",
+    "ToxiproxyError",
+    "ToxiproxyInstallError",
+    "ensure_toxiproxy",
+    "faults",
+]
