@@ -1,0 +1,35 @@
+"""The named ways a test server can break the contract: one rule per name.
+
+The suite tests start the in-memory server with ``--break NAME`` and check that the bundled suite
+fails, naming the scenario for that rule. A break changes as little as possible so that the
+failure points at one rule of docs/spec.md.
+"""
+
+from __future__ import annotations
+
+BREAKS: dict[str, str] = {
+    "wrong_error_codes": "bad input is answered INTERNAL instead of INVALID_ARGUMENT (spec 9.1)",
+    "race_duplicates": "submit is check-then-insert with an await in between: racing submits "
+    "create several tasks (spec 3.3)",
+    "extra_attempt": "DEAD only after max_attempts+1 failed attempts (spec 5.3, 5.4)",
+    "missing_event": "no PROCESSING event is recorded (spec 4.3, 4.4)",
+    "rerun_on_resubmit": "a duplicate submit of the same request runs the task again (spec 3.3)",
+    "created_true_on_resubmit": "a duplicate submit answers created=true (spec 3.3)",
+    "raw_max_attempts_compare": "max_attempts 0 and 5 count as different requests (spec 3.2, 3.3)",
+    "no_already_exists": "a different request on a used key returns the old task (spec 3.4)",
+    "double_complete": "a successful attempt records COMPLETED twice (spec 4.3, 7.1)",
+    "watch_never_closes": "WatchTask never closes the stream after the terminal snapshot (spec 8.2)",
+    "not_found_as_invalid": "an unknown task_id is answered INVALID_ARGUMENT, not NOT_FOUND (spec 9)",
+    "key_limit_off_by_one": "a 256-byte idempotency key is rejected (spec 9)",
+    "dead_too_early": "DEAD after max_attempts-1 failed attempts (spec 5.4)",
+    "wrong_attempt_numbers": "FAILED events carry the next attempt's number (spec 4.2)",
+    "health_overall_only": "health answers only for '', not for taskqueue.v1.TaskQueue (spec 1.2)",
+    "echo_text_result": "echo's result is the payload decoded as text, mangling binary bytes (spec 6)",
+    "payload_limit_ignored": "a payload over max_payload_bytes is accepted (spec 9)",
+    "no_last_error": "last_error stays empty after a failed attempt (spec 2.4)",
+    "conflict_overwrites": "a conflicting submit answers ALREADY_EXISTS but overwrites the payload "
+    "(spec 3.4)",
+    "rejected_submit_reserves_key": "a rejected submit still claims its idempotency key (spec 9.1)",
+    "updated_before_created": "updated_at is earlier than created_at (spec 2.4)",
+}
+"""Every break name, with the rule it violates."""

@@ -1,0 +1,101 @@
+"""The in-process worker: runs attempts, records their outcome, schedules retries after a backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from taskqueue_proto import taskqueue_pb2 as pb
+
+from ._store import NewEvent, Store, TaskRecord
+from ._tasks import AttemptFailed, execute
+
+_RUNNABLE: frozenset[int] = frozenset({pb.TASK_STATUS_PENDING, pb.TASK_STATUS_RETRYING})
+
+
+class Worker:
+    """A fixed number of coroutines taking task ids from one asyncio queue."""
+
+    def __init__(self, store: Store, breaks: frozenset[str], backoff_s: float, concurrency: int) -> None:
+        self._store = store
+        self._breaks = breaks
+        self._backoff_s = backoff_s
+        self._concurrency = concurrency
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._loops: list[asyncio.Task[None]] = []
+        self._timers: set[asyncio.TimerHandle] = set()
+
+    def start(self) -> None:
+        self._loops = [asyncio.create_task(self._run()) for _ in range(self._concurrency)]
+
+    async def stop(self) -> None:
+        """Cancel pending retries and the worker loops."""
+        for timer in self._timers:
+            timer.cancel()
+        for loop in self._loops:
+            loop.cancel()
+        for loop in self._loops:
+            with contextlib.suppress(asyncio.CancelledError):
+                await loop
+
+    def enqueue(self, task_id: str) -> None:
+        self._queue.put_nowait(task_id)
+
+    def _retry_later(self, task_id: str) -> None:
+        def fire() -> None:
+            self._timers.discard(timer)
+            self.enqueue(task_id)
+
+        timer = asyncio.get_running_loop().call_later(self._backoff_s, fire)
+        self._timers.add(timer)
+
+    async def _run(self) -> None:
+        while True:
+            task_id = await self._queue.get()
+            record = self._store.get(task_id)
+            if record is None:
+                continue
+            if record.task.status in _RUNNABLE or "rerun_on_resubmit" in self._breaks:
+                await self._attempt(record)
+
+    def _dead_after(self, max_attempts: int) -> int:
+        """How many failed attempts make the task DEAD (max_attempts, unless a break says otherwise)."""
+        if "extra_attempt" in self._breaks:
+            return max_attempts + 1
+        if "dead_too_early" in self._breaks:
+            return max(max_attempts - 1, 1)
+        return max_attempts
+
+    async def _attempt(self, record: TaskRecord) -> None:
+        task = record.task
+        attempt = task.attempts + 1
+        task.status = pb.TASK_STATUS_PROCESSING
+        task.attempts = attempt
+        started = (
+            [] if "missing_event" in self._breaks else [NewEvent(pb.TASK_EVENT_TYPE_PROCESSING, attempt)]
+        )
+        self._store.record(record, started)
+        try:
+            result = await execute(task.task_type, task.payload, attempt)
+        except AttemptFailed as failure:
+            self._failed(record, attempt, str(failure))
+            return
+        if "echo_text_result" in self._breaks:
+            result = result.decode("utf-8", errors="replace").encode()
+        task.status = pb.TASK_STATUS_COMPLETED
+        task.result = result
+        copies = 2 if "double_complete" in self._breaks else 1
+        self._store.record(record, [NewEvent(pb.TASK_EVENT_TYPE_COMPLETED, attempt)] * copies)
+
+    def _failed(self, record: TaskRecord, attempt: int, error: str) -> None:
+        task = record.task
+        task.last_error = "" if "no_last_error" in self._breaks else error
+        numbered = attempt + 1 if "wrong_attempt_numbers" in self._breaks else attempt
+        failed = NewEvent(pb.TASK_EVENT_TYPE_FAILED, numbered, error)
+        if attempt >= self._dead_after(task.max_attempts):
+            task.status = pb.TASK_STATUS_DEAD
+            self._store.record(record, [failed, NewEvent(pb.TASK_EVENT_TYPE_DEAD)])
+            return
+        task.status = pb.TASK_STATUS_RETRYING
+        self._store.record(record, [failed])
+        self._retry_later(task.task_id)
