@@ -1,0 +1,1 @@
+"""Conformance scenarios for taskqueue.v1, one module per area."""
