@@ -3,11 +3,12 @@
 - ``ensure_toxiproxy``: the Toxiproxy server binary, built with ``go install`` into a cache on first use.
 - ``Toxiproxy`` / ``Proxy``: a typed client of its HTTP API, with no global state.
 - ``fault_injection.faults``: named faults as context managers that always undo themselves.
+- ``fault_injection.history``: the operation recorder and the contract checker (``check``).
 
 Imports nothing of this project except ``taskqueue_proto``; ``pytest_taskqueue`` builds on it.
 """
 
-from fault_injection import faults
+from fault_injection import faults, history
 from fault_injection._install import TOXIPROXY_VERSION, ToxiproxyInstallError, ensure_toxiproxy
 from fault_injection._toxiproxy import Proxy, Stream, Toxic, Toxiproxy, ToxiproxyError
 
@@ -21,4 +22,5 @@ __all__ = [
     "ToxiproxyInstallError",
     "ensure_toxiproxy",
     "faults",
+    "history",
 ]

@@ -1,0 +1,363 @@
+"""The history checker on small hand-built histories: one clean, then one per anomaly.
+
+Each broken history is minimal, and the test asserts the exact set of (rule, task) pairs
+reported, so a rule that fires where it should not is caught as well as one that stays silent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import replace
+from typing import ClassVar
+
+import pytest
+
+from fault_injection._checker import _STATUS_AFTER
+from fault_injection.history import (
+    RULES,
+    Event,
+    History,
+    Operation,
+    TaskSnapshot,
+    check,
+    fingerprint,
+)
+
+Spec = str | tuple[str, int] | tuple[str, int, str]
+
+
+class Builder:
+    """Builds a History one task at a time, from compact event lists like ``["S", ("P", 1), ("C", 1)]``."""
+
+    _TYPES: ClassVar[dict[str, str]] = {
+        "S": "SUBMITTED",
+        "P": "PROCESSING",
+        "F": "FAILED",
+        "C": "COMPLETED",
+        "D": "DEAD",
+    }
+
+    def __init__(self) -> None:
+        self.history = History()
+        self._clock = 1_700_000_000_000_000_000
+
+    def op(self, kind: str = "submit", **fields: object) -> Operation:
+        op = Operation(id=len(self.history.operations), kind=kind, invoke_ns=self._tick(), **fields)  # type: ignore[arg-type]
+        op.complete_ns = self._tick()
+        self.history.operations.append(op)
+        return op
+
+    def _tick(self) -> int:
+        self._clock += 1_000_000
+        return self._clock
+
+    def events(self, specs: list[Spec]) -> list[Event]:
+        made = []
+        for seq, spec in enumerate(specs, start=1):
+            parts = (spec,) if isinstance(spec, str) else spec
+            kind = self._TYPES[parts[0]]
+            attempt = parts[1] if len(parts) > 1 else 0
+            detail = parts[2] if len(parts) > 2 else ("boom" if kind == "FAILED" else "")
+            made.append(Event(seq, kind, int(attempt), self._tick(), str(detail)))
+        return made
+
+    def task(
+        self,
+        task_id: str,
+        task_type: str,
+        specs: list[Spec],
+        *,
+        payload: bytes = b"",
+        max_attempts: int = 5,
+        key: str | None = None,
+        created: bool = True,
+        status: str | None = None,
+        attempts: int | None = None,
+        result: bytes | None = None,
+        submit: bool = True,
+    ) -> None:
+        """An acknowledged submit for ``task_id``, its final snapshot and its events."""
+        key = key or f"key-{task_id}"
+        events = self.events(specs)
+        if submit:
+            self.op(
+                idempotency_key=key,
+                fingerprint=fingerprint(task_type, payload, max_attempts),
+                task_id=task_id,
+                outcome="ok",
+                value={"task_id": task_id, "created": created, "status": "PENDING"},
+            )
+        last = next((ev.type for ev in reversed(events) if ev.type in ("COMPLETED", "DEAD")), events[-1].type)
+        if result is None:
+            result = payload if task_type == "echo" else b""
+        self.history.tasks[task_id] = TaskSnapshot(
+            task_id=task_id,
+            idempotency_key=key,
+            task_type=task_type,
+            payload=payload,
+            status=status or _STATUS_AFTER[last],
+            attempts=attempts if attempts is not None else sum(ev.type == "PROCESSING" for ev in events),
+            max_attempts=max_attempts,
+            result=result if last == "COMPLETED" else b"",
+            last_error="boom" if any(ev.type == "FAILED" for ev in events) else "",
+        )
+        self.history.events[task_id] = events
+
+
+def _fail_always(n: int) -> list[Spec]:
+    specs: list[Spec] = ["S"]
+    for attempt in range(1, n + 1):
+        specs += [("P", attempt), ("F", attempt)]
+    return specs
+
+
+def clean_history() -> History:
+    b = Builder()
+    b.task("noop-1", "noop", ["S", ("P", 1), ("C", 1)])
+    b.task("echo-1", "echo", ["S", ("P", 1), ("C", 1)], payload=b"\x00hello")
+    b.task("sleep-1", "sleep", ["S", ("P", 1), ("C", 1)], payload=b'{"ms": 10}')
+    b.task("fa-1", "fail_always", [*_fail_always(5), "D"])
+    b.task("fa-3", "fail_always", [*_fail_always(3), "D"], max_attempts=3)
+    b.task("ft-2", "fail_times", [*_fail_always(2), ("P", 3), ("C", 3)], payload=b'{"times": 2}')
+    b.task("ft-9", "fail_times", [*_fail_always(2), "D"], payload=b'{"times": 9}', max_attempts=2)
+    # An abandoned attempt left unrecorded, and one recorded as FAILED (spec 7.2): both legal.
+    b.task("noop-abandoned", "noop", ["S", ("P", 1), ("P", 2), ("C", 2)])
+    b.task("noop-abandoned-f", "noop", ["S", ("P", 1), ("F", 1, "attempt abandoned"), ("P", 2), ("C", 2)])
+    b.task("fa-abandoned", "fail_always", ["S", ("P", 1), *_fail_always(5)[3:], "D"])
+    # A submit with an unknown outcome, resolved by resubmitting the same key (created=false).
+    b.op(
+        idempotency_key="key-lossy",
+        fingerprint=fingerprint("noop", b"", 0),
+        outcome="unknown",
+        code="UNAVAILABLE",
+    )
+    b.task("lossy", "noop", ["S", ("P", 1), ("C", 1)], key="key-lossy", created=False)
+    b.history.operations[-1].resolves = len(b.history.operations) - 2
+    # A repeated submit, a conflicting one, and reads.
+    b.op(
+        idempotency_key="key-noop-1",
+        task_id="noop-1",
+        outcome="ok",
+        value={"task_id": "noop-1", "created": False},
+    )
+    b.op(idempotency_key="key-noop-1", fingerprint="other", outcome="fail", code="ALREADY_EXISTS")
+    b.op("get", task_id="noop-1", outcome="ok", value={"status": "COMPLETED"})
+    b.op("get", task_id="nope", outcome="fail", code="NOT_FOUND")
+    b.op("submit", idempotency_key="", outcome="fail", code="INVALID_ARGUMENT")
+    return b.history
+
+
+def test_clean_history_has_no_anomalies() -> None:
+    assert check(clean_history()) == []
+
+
+def _lost(b: Builder) -> None:
+    b.op(idempotency_key="k", task_id="t1", outcome="ok", value={"task_id": "t1", "created": True})
+    b.history.tasks["t1"] = None
+
+
+def _lost_after_unknown(b: Builder) -> None:
+    b.op(idempotency_key="k", outcome="unknown", code="DEADLINE_EXCEEDED")
+    b.op(
+        idempotency_key="k", task_id="t1", outcome="ok", value={"task_id": "t1", "created": True}, resolves=0
+    )
+    b.history.tasks["t1"] = None
+
+
+def _duplicate(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)], key="k")
+    b.task("t2", "noop", ["S", ("P", 1), ("C", 1)], key="k", created=False)
+
+
+def _duplicate_seen_only_in_snapshots(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)], key="k")
+    b.task("t2", "noop", ["S", ("P", 1), ("C", 1)], key="k", submit=False)
+
+
+def _created_twice(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)], key="k")
+    b.op(idempotency_key="k", task_id="t1", outcome="ok", value={"task_id": "t1", "created": True})
+
+
+def _no_events(b: Builder) -> None:
+    b.task("t1", "noop", ["S"], status="COMPLETED")
+    b.history.events["t1"] = []
+
+
+def _sequence_not_rising(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)])
+    evs = b.history.events["t1"]
+    evs[1], evs[2] = replace(evs[1], sequence=evs[2].sequence), replace(evs[2], sequence=evs[1].sequence)
+
+
+def _time_going_back(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)])
+    evs = b.history.events["t1"]
+    evs[2] = replace(evs[2], at_ns=evs[0].at_ns - 1)
+
+
+def _task_differs_from_request(b: Builder) -> None:
+    b.task("t1", "echo", ["S", ("P", 1), ("C", 1)], payload=b"x")
+    b.history.operations[-1].fingerprint = fingerprint("echo", b"y", 5)
+
+
+def _not_collected(b: Builder) -> None:
+    b.op(idempotency_key="k", task_id="t1", outcome="ok", value={"task_id": "t1", "created": True})
+
+
+CASES: dict[str, tuple[Callable[[Builder], None], set[tuple[str, str | None]]]] = {
+    "lost_submit": (_lost, {("lost_submit", "t1")}),
+    "lost_submit_after_unknown": (_lost_after_unknown, {("lost_submit", "t1")}),
+    "duplicate_task_for_key": (_duplicate, {("duplicate_task_for_key", "t2")}),
+    "duplicate_in_snapshots": (_duplicate_seen_only_in_snapshots, {("duplicate_task_for_key", "t2")}),
+    "created_twice": (_created_twice, {("created_twice", "t1")}),
+    "first_not_submitted": (
+        lambda b: b.task("t1", "noop", [("P", 1), ("C", 1)]),
+        {("bad_history_shape", "t1")},
+    ),
+    "no_events": (
+        _no_events,
+        {("bad_history_shape", "t1")},
+    ),
+    "sequence_not_rising": (
+        _sequence_not_rising,
+        {("bad_history_shape", "t1")},
+    ),
+    "time_going_back": (
+        _time_going_back,
+        {("bad_history_shape", "t1")},
+    ),
+    "failed_twice": (
+        lambda b: b.task(
+            "t1",
+            "fail_times",
+            ["S", ("P", 1), ("F", 1), ("F", 1), ("P", 2), ("C", 2)],
+            payload=b'{"times": 1}',
+        ),
+        {("illegal_transition", "t1")},
+    ),
+    "submitted_twice": (
+        lambda b: b.task("t1", "noop", ["S", "S", ("P", 1), ("C", 1)]),
+        {("illegal_transition", "t1")},
+    ),
+    "attempt_skipped": (
+        lambda b: b.task(
+            "t1", "fail_times", ["S", ("P", 1), ("F", 1), ("P", 3), ("C", 3)], payload=b'{"times": 1}'
+        ),
+        {("attempt_numbering", "t1")},
+    ),
+    "outcome_of_other_attempt": (
+        lambda b: b.task("t1", "noop", ["S", ("P", 1), ("C", 2)]),
+        {("attempt_numbering", "t1")},
+    ),
+    "attempt_beyond_max": (
+        lambda b: b.task("t1", "fail_always", [*_fail_always(3), "D"], max_attempts=2),
+        {("attempt_numbering", "t1"), ("dead_without_max_failures", "t1")},
+    ),
+    "dead_too_early": (
+        lambda b: b.task("t1", "fail_always", [*_fail_always(3), "D"]),
+        {("dead_without_max_failures", "t1")},
+    ),
+    "all_failed_but_not_dead": (
+        lambda b: b.task("t1", "fail_always", _fail_always(5), status="DEAD"),
+        {("dead_without_max_failures", "t1"), ("status_mismatch", "t1")},
+    ),
+    "double_completed": (
+        lambda b: b.task("t1", "noop", ["S", ("P", 1), ("C", 1), ("C", 1)]),
+        {("double_completed", "t1")},
+    ),
+    "event_after_completed": (
+        lambda b: b.task("t1", "noop", ["S", ("P", 1), ("C", 1), ("P", 2)]),
+        {("event_after_terminal", "t1")},
+    ),
+    "event_after_dead": (
+        lambda b: b.task("t1", "fail_always", [*_fail_always(5), "D", ("P", 6)]),
+        {("event_after_terminal", "t1")},
+    ),
+    "not_terminal": (lambda b: b.task("t1", "noop", ["S", ("P", 1)]), {("not_terminal", "t1")}),
+    "status_disagrees": (
+        lambda b: b.task("t1", "noop", ["S", ("P", 1), ("C", 1)], status="DEAD"),
+        {("status_mismatch", "t1")},
+    ),
+    "attempts_disagree": (
+        lambda b: b.task("t1", "noop", ["S", ("P", 1), ("C", 1)], attempts=2),
+        {("status_mismatch", "t1")},
+    ),
+    "noop_failed_and_dead": (
+        lambda b: b.task("t1", "noop", [*_fail_always(5), "D"]),
+        {("wrong_outcome_for_type", "t1")},
+    ),
+    "echo_wrong_result": (
+        lambda b: b.task("t1", "echo", ["S", ("P", 1), ("C", 1)], payload=b"abc", result=b"abd"),
+        {("wrong_outcome_for_type", "t1")},
+    ),
+    "fail_always_completed": (
+        lambda b: b.task("t1", "fail_always", ["S", ("P", 1), ("C", 1)]),
+        {("wrong_outcome_for_type", "t1")},
+    ),
+    "fail_times_completed_early": (
+        lambda b: b.task("t1", "fail_times", [*_fail_always(1), ("P", 2), ("C", 2)], payload=b'{"times": 2}'),
+        {("wrong_outcome_for_type", "t1")},
+    ),
+    "fail_times_failed_late": (
+        lambda b: b.task("t1", "fail_times", [*_fail_always(2), ("P", 3), ("C", 3)], payload=b'{"times": 1}'),
+        {("wrong_outcome_for_type", "t1")},
+    ),
+    "fail_times_dead_instead_of_completing": (
+        lambda b: b.task("t1", "fail_times", [*_fail_always(5), "D"], payload=b'{"times": 2}'),
+        {("wrong_outcome_for_type", "t1")},
+    ),
+    "task_differs_from_request": (
+        _task_differs_from_request,
+        {("task_mismatch", "t1")},
+    ),
+    "not_collected": (
+        _not_collected,
+        {("not_collected", "t1")},
+    ),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_anomaly_is_reported_with_rule_and_task(name: str) -> None:
+    build, expected = CASES[name]
+    b = Builder()
+    build(b)
+
+    anomalies = check(b.history)
+
+    assert {(a.rule, a.task_id) for a in anomalies} == expected, anomalies
+    for anomaly in anomalies:
+        assert anomaly.rule in RULES
+        assert anomaly.evidence
+        if anomaly.task_id is not None and anomaly.rule != "duplicate_task_for_key":
+            assert anomaly.idempotency_key in ("k", f"key-{anomaly.task_id}")
+
+
+def test_anomaly_in_a_big_clean_history_names_only_the_broken_task() -> None:
+    history = clean_history()
+    history.events["echo-1"].append(Event(99, "COMPLETED", 1, 2_000_000_000_000_000_000))
+    assert [(a.rule, a.task_id) for a in check(history)] == [("double_completed", "echo-1")]
+
+
+def test_duplicate_evidence_lists_both_tasks_and_key() -> None:
+    b = Builder()
+    _duplicate(b)
+    (anomaly,) = check(b.history)
+    assert anomaly.idempotency_key == "k"
+    assert "t1" in anomaly.evidence and "t2" in anomaly.evidence
+
+
+def test_lost_after_unknown_evidence_names_the_unknown_submit() -> None:
+    b = Builder()
+    _lost_after_unknown(b)
+    (anomaly,) = check(b.history)
+    assert "op 0 unknown DEADLINE_EXCEEDED" in anomaly.evidence
+
+
+def test_anomalies_serialise_to_json() -> None:
+    b = Builder()
+    _lost(b)
+    encoded = json.dumps([a.to_json() for a in check(b.history)])
+    assert json.loads(encoded)[0]["rule"] == "lost_submit"
