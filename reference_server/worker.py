@@ -1,0 +1,270 @@
+"""The worker: receives task messages from SQS and runs attempts, recording every step in DynamoDB.
+
+The task item decides, the message only wakes a worker up. For each message the worker reads the task
+and acts on its status:
+
+- COMPLETED: the message is deleted. DEAD: the message is copied to the dead-letter queue (unless the
+  task says that already happened), then deleted.
+- PROCESSING with a live lease: another attempt is running somewhere; the message is left alone and
+  comes back after its visibility timeout.
+- PROCESSING with an expired lease: that attempt's worker died. FAILED(n, "attempt abandoned: ...")
+  is recorded (it counts toward max_attempts), then the task goes on as after any failure.
+- PENDING or RETRYING: the worker claims the next attempt (a conditional transition, so of two workers
+  with duplicate messages only one wins), runs it while a heartbeat extends the lease and the message's
+  visibility, and records COMPLETED or FAILED. After a failure it waits the backoff itself when it is
+  under a second (SQS visibility has one-second granularity) or hands the message back with that
+  visibility otherwise.
+
+On shutdown the worker stops receiving, lets running attempts finish within the grace period, and
+releases the rest: their attempt is recorded as abandoned and their message made visible at once, so
+the next worker proceeds without waiting for a lease to run out. No message is ever deleted before its
+task is COMPLETED or DEAD (and, for DEAD, in the dead-letter queue).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable
+
+from reference_server.backends import RECEIVE_WAIT_SECONDS, BackendUnavailable
+from reference_server.config import Config
+from reference_server.queue import Message, Queues
+from reference_server.store import Status, Store, TaskRecord, TransitionConflict, now_ms
+from reference_server.tasks import AttemptFailed, run_attempt
+
+log = logging.getLogger(__name__)
+
+#: Backoffs at least this long are waited by handing the message back to SQS instead of in-process.
+_RELEASE_BACKOFF_MS = 1000
+
+
+class Worker:
+    """Runs attempts for messages of the work queue, ``config.concurrency`` at a time."""
+
+    def __init__(self, config: Config, store: Store, queues: Queues, announce: Callable[[str], None]) -> None:
+        self._config = config
+        self._store = store
+        self._queues = queues
+        self._announce = announce
+        self._lease_ms = config.visibility_timeout * 1000
+        self._heartbeat_s = config.visibility_timeout / 3
+        self._stopping = asyncio.Event()  # no new messages, no new attempts
+        self._releasing = asyncio.Event()  # grace is over: abandon running attempts now
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start the receive loop in the background."""
+        self._loop_task = asyncio.create_task(self._receive_loop(), name="worker-receive-loop")
+
+    async def stop(self, grace: float) -> None:
+        """Stop receiving, give running attempts ``grace`` seconds, then release what is left."""
+        self._stopping.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        if self._inflight:
+            log.info("worker stopping: waiting up to %.1fs for %d message(s)", grace, len(self._inflight))
+            _, pending = await asyncio.wait(set(self._inflight), timeout=grace)
+            if pending:
+                log.info("worker stopping: releasing %d message(s)", len(pending))
+                self._releasing.set()
+                _, stuck = await asyncio.wait(pending, timeout=self._config.backend_timeout * 4 + 1)
+                for task in stuck:  # the backends do not answer: the visibility timeout will redeliver
+                    task.cancel()
+                if stuck:
+                    await asyncio.wait(stuck)
+        log.info("worker stopped")
+
+    # ---------------------------------------------------------------- receiving
+
+    async def _receive_loop(self) -> None:
+        announced = False
+        failures = 0
+        while not self._stopping.is_set():
+            if len(self._inflight) >= self._config.concurrency:
+                await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+                continue
+            if not announced:
+                self._announce("worker ready")
+                announced = True
+            free = self._config.concurrency - len(self._inflight)
+            try:
+                messages = await self._queues.receive(free, RECEIVE_WAIT_SECONDS)
+                failures = 0
+            except BackendUnavailable as exc:
+                failures += 1
+                delay = min(0.1 * 2**failures, 5.0)
+                log.warning("receive failed (retrying in %.1fs): %s", delay, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+                continue
+            for message in messages:
+                if self._stopping.is_set():  # received while stopping: hand it straight back
+                    await self._set_visibility(message, 0)
+                    continue
+                task = asyncio.create_task(self._handle(message), name=f"message-{message.task_id}")
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
+
+    # ----------------------------------------------------------------- handling
+
+    async def _handle(self, message: Message) -> None:
+        """Drive one message's task until the message can be deleted or must be left to SQS."""
+        try:
+            await self._drive(message)
+        except BackendUnavailable as exc:
+            # The message stays invisible until its timeout, then someone picks the task up again.
+            log.warning("task %s: backend unavailable, leaving the message to SQS: %s", message.task_id, exc)
+        except Exception:
+            log.exception("task %s: unexpected error, leaving the message to SQS", message.task_id)
+
+    async def _drive(self, message: Message) -> None:
+        task_id = message.task_id
+        if task_id is None:
+            log.error("deleting a message that is not a task message: %r", message.body[:200])
+            await self._queues.delete(message.receipt_handle)
+            return
+        found = await self._store.get_task(task_id, with_result=False)
+        if found is None:
+            log.error("deleting the message of unknown task %s", task_id)
+            await self._queues.delete(message.receipt_handle)
+            return
+        task: TaskRecord | None = found
+        while task is not None:
+            if task.status == Status.COMPLETED:
+                await self._queues.delete(message.receipt_handle)
+                return
+            if task.status == Status.DEAD:
+                await self._bury(task, message)
+                return
+            if task.status == Status.PROCESSING:
+                if task.lease_until_ms > now_ms():
+                    return  # running elsewhere; the message comes back after its visibility timeout
+                log.info("task %s: attempt %d abandoned (lease expired)", task_id, task.attempts)
+                task = await self._record_failure(task, "attempt abandoned: lease expired", backoff_ms=0)
+                continue
+            # PENDING or RETRYING
+            if self._stopping.is_set():
+                await self._set_visibility(message, 0)
+                return
+            if task.status == Status.RETRYING and task.not_before_ms > now_ms():
+                if not await self._wait_backoff(task, message):
+                    return
+            try:
+                claimed = await self._store.claim(task, self._lease_ms)
+            except TransitionConflict:
+                task = await self._reload(task_id)
+                continue
+            task = await self._run(claimed, message)
+
+    async def _reload(self, task_id: str) -> TaskRecord:
+        """Re-read a task that is known to exist (tasks are never deleted)."""
+        task = await self._store.get_task(task_id, with_result=False)
+        if task is None:
+            raise BackendUnavailable(f"task {task_id} disappeared from the table")
+        return task
+
+    async def _record_failure(self, task: TaskRecord, error: str, backoff_ms: int) -> TaskRecord:
+        """Record a failed attempt; returns the new state, or the re-read state if someone moved first."""
+        try:
+            return await self._store.fail(task, error, backoff_ms)
+        except TransitionConflict:
+            return await self._reload(task.task_id)
+
+    async def _wait_backoff(self, task: TaskRecord, message: Message) -> bool:
+        """Wait until the task may be retried. False when the message was handed back to SQS instead."""
+        remaining_ms = task.not_before_ms - now_ms()
+        if remaining_ms >= _RELEASE_BACKOFF_MS:
+            await self._set_visibility(message, math.ceil(remaining_ms / 1000))
+            return False
+        if remaining_ms * 3 >= self._lease_ms:  # keep the message ours for the whole wait
+            await self._set_visibility(message, self._config.visibility_timeout)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._releasing.wait(), timeout=remaining_ms / 1000)
+        if self._releasing.is_set():
+            await self._set_visibility(message, 0)
+            return False
+        return True
+
+    async def _run(self, task: TaskRecord, message: Message) -> TaskRecord | None:
+        """Run the claimed attempt with a heartbeat and record its outcome.
+
+        Returns the task's new state for the caller's loop, or None when the message was handed back.
+        """
+        attempt = asyncio.create_task(run_attempt(task.task_type, task.payload, task.attempts))
+        lease_lost = asyncio.Event()
+        heartbeat = asyncio.create_task(self._heartbeat(task, message, lease_lost))
+        lost_wait = asyncio.create_task(lease_lost.wait())
+        release_wait = asyncio.create_task(self._releasing.wait())
+        try:
+            await asyncio.wait({attempt, lost_wait, release_wait}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for helper in (heartbeat, lost_wait, release_wait):
+                helper.cancel()
+            await asyncio.gather(heartbeat, lost_wait, release_wait, return_exceptions=True)
+            if not attempt.done():
+                attempt.cancel()
+                await asyncio.gather(attempt, return_exceptions=True)
+        if not attempt.cancelled():
+            error = attempt.exception()
+            if error is None:
+                try:
+                    return await self._store.complete(task, attempt.result())
+                except TransitionConflict:
+                    log.warning(
+                        "task %s: attempt %d ended after losing its lease", task.task_id, task.attempts
+                    )
+                    return await self._reload(task.task_id)
+            if isinstance(error, AttemptFailed):
+                detail = str(error)
+            else:
+                log.error("task %s: attempt %d raised", task.task_id, task.attempts, exc_info=error)
+                detail = f"{type(error).__name__}: {error}"
+            return await self._record_failure(task, detail, self._config.backoff_ms(task.attempts))
+        if lease_lost.is_set():
+            return await self._reload(task.task_id)
+        # Shutdown past the grace period: give the attempt up so the next worker starts at once.
+        log.info("task %s: releasing attempt %d (shutting down)", task.task_id, task.attempts)
+        after = await self._record_failure(task, "attempt abandoned: worker shutting down", backoff_ms=0)
+        if after.status == Status.DEAD:
+            return after  # the caller's loop puts it in the dead-letter queue
+        await self._set_visibility(message, 0)
+        return None
+
+    async def _heartbeat(self, task: TaskRecord, message: Message, lease_lost: asyncio.Event) -> None:
+        """Every third of the visibility timeout, extend the lease and the message's visibility."""
+        while True:
+            await asyncio.sleep(self._heartbeat_s)  # a periodic timer, not a synchronisation wait
+            try:
+                task = await self._store.extend_lease(task, self._lease_ms)
+            except TransitionConflict:
+                log.warning("task %s: lease of attempt %d lost", task.task_id, task.attempts)
+                lease_lost.set()
+                return
+            except BackendUnavailable as exc:
+                log.warning("task %s: lease not extended: %s", task.task_id, exc)
+                continue
+            await self._set_visibility(message, self._config.visibility_timeout)
+
+    async def _bury(self, task: TaskRecord, message: Message) -> None:
+        """DEAD task: make sure the dead-letter queue has its message, then delete it from the queue."""
+        if not task.dead_lettered:
+            await self._queues.send_dead(task.task_id)
+            await self._store.mark_dead_lettered(task.task_id)
+            log.info(
+                "task %s: dead after %d attempt(s), message in the dead-letter queue",
+                task.task_id,
+                task.attempts,
+            )
+        await self._queues.delete(message.receipt_handle)
+
+    async def _set_visibility(self, message: Message, seconds: int) -> None:
+        """Change a message's visibility; failures are logged (SQS will redeliver it anyway)."""
+        try:
+            if not await self._queues.set_visibility(message.receipt_handle, seconds):
+                log.info("task %s: message was received elsewhere meanwhile", message.task_id)
+        except BackendUnavailable as exc:
+            log.warning("task %s: visibility not changed: %s", message.task_id, exc)
