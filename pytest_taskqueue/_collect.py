@@ -1,0 +1,171 @@
+"""Markers, the bundled suite, and which collected items are conformance scenarios.
+
+A scenario is an item collected from the installed ``scenarios`` package, or any item carrying
+an area marker (so an implementation's own extra scenarios are reported too). Its metadata
+travels on ``item.user_properties``, which pytest copies into every report: that is how the
+pytest-xdist controller, which never sees the items, learns each scenario's area and obligation
+(and JUnit XML gets them as properties for free).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import importlib.util
+import pathlib
+from typing import Final
+
+import pytest
+
+from pytest_taskqueue._options import TaskQueueConfig
+
+__all__ = [
+    "AREAS",
+    "BUNDLED_KEY",
+    "HARNESS_ONLY_REASON",
+    "OBLIGATIONS",
+    "PROP_AREA",
+    "PROP_OBLIGATION",
+    "PROP_SCENARIO",
+    "ScenarioMeta",
+    "add_bundled_suite",
+    "bundled_scenarios_dir",
+    "collect_scenario_module",
+    "configure",
+    "register_markers",
+    "tag_scenarios",
+]
+
+AREAS: Final = ("lifecycle", "idempotency", "retry", "dlq", "errors", "watch", "faults", "recovery")
+"""The area markers, in the order the report lists them."""
+
+OBLIGATIONS: Final = ("required", "optional")
+
+HARNESS_ONLY_REASON: Final = "needs harness-owned backends: the target's DLQ/worker is not reachable"
+
+PROP_SCENARIO: Final = "taskqueue_scenario"
+PROP_AREA: Final = "taskqueue_area"
+PROP_OBLIGATION: Final = "taskqueue_obligation"
+
+_MARKERS: Final = {
+    "lifecycle": "scenario area: a task's statuses and event history (spec 2, 4)",
+    "idempotency": "scenario area: idempotent submits (spec 3)",
+    "retry": "scenario area: failed attempts and retries (spec 5)",
+    "dlq": "scenario area: the dead-letter queue (spec 5.3, 10.2)",
+    "errors": "scenario area: error codes for bad input (spec 9)",
+    "watch": "scenario area: WatchTask streaming (spec 8.2)",
+    "faults": "scenario area: behaviour under injected network faults (spec 7, 9.2)",
+    "recovery": "scenario area: recovery after a worker dies (spec 7.2)",
+    "required": "obligation: the scenario must pass for the implementation to conform",
+    "optional": "obligation: reported, does not change the verdict unless --taskqueue-strict",
+    "harness_only": "skipped against an external target: needs the harness-owned backends or worker",
+    "capability(name)": "skipped unless GetServerInfo.capabilities lists name",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ScenarioMeta:
+    """What the report says about one scenario besides its outcome."""
+
+    id: str
+    area: str
+    obligation: str
+
+
+BUNDLED_KEY: Final = pytest.StashKey[pathlib.Path | None]()
+"""The bundled package's folder, looked up once per run by ``configure``."""
+
+
+def configure(config: pytest.Config, options: TaskQueueConfig) -> None:
+    """Register the markers, find the bundled package, and add it to a target-only run."""
+    register_markers(config)
+    config.stash[BUNDLED_KEY] = bundled_scenarios_dir()
+    add_bundled_suite(config, options)
+
+
+def register_markers(config: pytest.Config) -> None:
+    """Declare the markers, so that ``--strict-markers`` runs accept them."""
+    for name, description in _MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {description}")
+
+
+def bundled_scenarios_dir() -> pathlib.Path | None:
+    """Folder of the installed ``scenarios`` package, found without importing it."""
+    spec = importlib.util.find_spec("scenarios")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return pathlib.Path(next(iter(spec.submodule_search_locations))).resolve()
+
+
+def add_bundled_suite(config: pytest.Config, options: TaskQueueConfig) -> None:
+    """Add the bundled scenarios to what is collected, when the user gave a target and no paths.
+
+    ``pytest --taskqueue-target=HOST:PORT`` in any folder runs the whole suite. Only a run with
+    neither positional arguments nor ``testpaths`` (pytest fell back to the current folder) is
+    changed, and the current folder stays collected; a plain ``pytest`` without a target is
+    never touched.
+    """
+    if options.target is None or config.args_source is not pytest.Config.ArgsSource.INVOCATION_DIR:
+        return
+    folder = config.stash.get(BUNDLED_KEY, None)
+    if folder is not None and str(folder) not in config.args:
+        config.args.append(str(folder))
+
+
+def collect_scenario_module(file_path: pathlib.Path, parent: pytest.Collector) -> pytest.Module | None:
+    """A ``pytest.Module`` for a public module of the bundled package that pytest would not collect.
+
+    Scenario modules are named by area (``lifecycle.py``), not ``test_*.py``, so that they read as
+    a catalogue; this collects them wherever the package is installed. Private modules
+    (``_checks.py``), ``conftest.py`` and files ``python_files`` already matches are left alone.
+    """
+    name = file_path.name
+    if file_path.suffix != ".py" or name.startswith("_") or name == "conftest.py":
+        return None
+    bundled = parent.config.stash.get(BUNDLED_KEY, None)
+    if bundled is None or not file_path.resolve().is_relative_to(bundled):
+        return None
+    patterns = parent.config.getini("python_files")
+    if any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
+        return None
+    return pytest.Module.from_parent(parent, path=file_path)
+
+
+def _scenario_id(item: pytest.Item, bundled: pathlib.Path | None) -> str:
+    """``scenarios/<file>::<name>`` for bundled scenarios (the same wherever installed), else the nodeid."""
+    if bundled is not None:
+        try:
+            relative = item.path.resolve().relative_to(bundled.parent)
+        except ValueError:
+            return item.nodeid
+        _, _, rest = item.nodeid.partition("::")
+        return f"{relative.as_posix()}::{rest}" if rest else relative.as_posix()
+    return item.nodeid
+
+
+def scenario_meta(item: pytest.Item, bundled: pathlib.Path | None) -> ScenarioMeta | None:
+    """The item's scenario metadata, or None when it is not a scenario.
+
+    The area is the first area marker found from the item outwards. The obligation is
+    ``optional`` only when marked so and not also ``required``: a scenario that forgot its
+    obligation counts as required, the safe side for a verdict.
+    """
+    marker_names = [mark.name for mark in item.iter_markers()]
+    area = next((name for name in marker_names if name in AREAS), None)
+    in_bundle = bundled is not None and item.path.resolve().is_relative_to(bundled)
+    if area is None and not in_bundle:
+        return None
+    obligation = "optional" if "optional" in marker_names and "required" not in marker_names else "required"
+    return ScenarioMeta(id=_scenario_id(item, bundled), area=area or "", obligation=obligation)
+
+
+def tag_scenarios(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Record each scenario's metadata on ``item.user_properties`` (carried by every report)."""
+    bundled = config.stash.get(BUNDLED_KEY, None)
+    for item in items:
+        meta = scenario_meta(item, bundled)
+        if meta is None:
+            continue
+        item.user_properties.extend(
+            [(PROP_SCENARIO, meta.id), (PROP_AREA, meta.area), (PROP_OBLIGATION, meta.obligation)]
+        )

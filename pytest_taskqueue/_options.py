@@ -1,0 +1,280 @@
+"""The plugin's options: their declaration in the ``taskqueue`` group, and their validation.
+
+Every option can come from the command line, an environment variable or an ini key (in that order
+of precedence), because a CI job usually sets the target in its environment while a developer types
+it. Values are validated once, in ``pytest_configure``, so a typo stops the run before anything is
+collected or started, with a ``pytest.UsageError`` that names the option.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import pathlib
+import re
+import uuid
+from typing import Final
+
+import pytest
+
+__all__ = [
+    "CONFIG_KEY",
+    "DEFAULT_CONNECT_TIMEOUT_S",
+    "DEFAULT_TIMEOUT_S",
+    "TaskQueueConfig",
+    "add_options",
+    "load_config",
+    "markdown_twin",
+    "parse_target",
+]
+
+DEFAULT_TIMEOUT_S: Final = 20.0
+"""Default deadline of one wait (``--taskqueue-timeout``)."""
+
+DEFAULT_CONNECT_TIMEOUT_S: Final = 15.0
+"""Default deadline for the target to answer its health check (``--taskqueue-connect-timeout``)."""
+
+_GROUP = "taskqueue"
+_TARGET_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})$")
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskQueueConfig:
+    """The parsed and validated options of one pytest run (the ``taskqueue_config`` fixture).
+
+    ``target`` is None when the harness starts the reference stack itself. ``run_id`` and
+    ``worker_id`` make idempotency keys and stack resource names unique per run and per
+    pytest-xdist worker; all workers of one run share the run id.
+    """
+
+    target: str | None
+    timeout: float
+    connect_timeout: float
+    report: pathlib.Path | None
+    tls_ca: pathlib.Path | None
+    token: str | None
+    strict: bool
+    keep_logs: bool
+    run_id: str
+    worker_id: str
+
+    @property
+    def owned(self) -> bool:
+        """True when no target was given, so the harness owns the stack it tests."""
+        return self.target is None
+
+    @property
+    def resource_prefix(self) -> str:
+        """Prefix for this worker's tables and queues, e.g. ``tq-3f9a1c2e-gw0``."""
+        return f"tq-{self.run_id}-{self.worker_id}"
+
+
+CONFIG_KEY: Final = pytest.StashKey[TaskQueueConfig]()
+"""Where ``pytest_configure`` keeps the parsed options on ``config.stash``."""
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Declare the command-line options and ini keys, all in the ``taskqueue`` group."""
+    group = parser.getgroup(_GROUP, "conformance testing of taskqueue.v1 services (pytest-taskqueue)")
+    group.addoption(
+        "--taskqueue-target",
+        metavar="HOST:PORT",
+        default=None,
+        help="implementation under test; without it the harness starts the reference stack "
+        "(env TASKQUEUE_TARGET, ini taskqueue_target)",
+    )
+    group.addoption(
+        "--taskqueue-timeout",
+        metavar="SECONDS",
+        default=None,
+        help=f"deadline of one wait for a task status (default {DEFAULT_TIMEOUT_S:g}; "
+        "env TASKQUEUE_TIMEOUT, ini taskqueue_timeout)",
+    )
+    group.addoption(
+        "--taskqueue-connect-timeout",
+        metavar="SECONDS",
+        default=None,
+        help="how long the target may take to answer its health check before the run stops "
+        f"(default {DEFAULT_CONNECT_TIMEOUT_S:g}; env TASKQUEUE_CONNECT_TIMEOUT, "
+        "ini taskqueue_connect_timeout)",
+    )
+    group.addoption(
+        "--taskqueue-report",
+        metavar="PATH",
+        default=None,
+        help="write the conformance report as JSON to PATH and as Markdown beside it (PATH with .md)",
+    )
+    group.addoption(
+        "--taskqueue-tls-ca",
+        metavar="PATH",
+        default=None,
+        help="connect with TLS, trusting the CA certificates in PATH (PEM; env TASKQUEUE_TLS_CA)",
+    )
+    group.addoption(
+        "--taskqueue-token",
+        metavar="TOKEN",
+        default=None,
+        help="send 'authorization: Bearer TOKEN' metadata with every call (env TASKQUEUE_TOKEN)",
+    )
+    group.addoption(
+        "--taskqueue-strict",
+        action="store_true",
+        default=None,
+        help="failures of optional scenarios fail the run too (env TASKQUEUE_STRICT=1)",
+    )
+    group.addoption(
+        "--taskqueue-keep-logs",
+        action="store_true",
+        default=None,
+        help="keep the logs of the processes the harness started (env TASKQUEUE_KEEP_LOGS=1)",
+    )
+    parser.addini("taskqueue_target", "implementation under test, HOST:PORT", default="")
+    parser.addini("taskqueue_timeout", "deadline of one wait, in seconds", default="")
+    parser.addini(
+        "taskqueue_connect_timeout", "deadline for the target's health check, in seconds", default=""
+    )
+    parser.addini("taskqueue_strict", "optional scenarios fail the run too", type="bool", default=False)
+
+
+def load_config(config: pytest.Config) -> TaskQueueConfig:
+    """Read, merge and validate the options; raise ``pytest.UsageError`` naming a bad one."""
+    target = _pick(config, "--taskqueue-target", "TASKQUEUE_TARGET", "taskqueue_target")
+    if target is not None:
+        parse_target(target)
+    timeout = _seconds(
+        _pick(config, "--taskqueue-timeout", "TASKQUEUE_TIMEOUT", "taskqueue_timeout"),
+        "--taskqueue-timeout",
+        DEFAULT_TIMEOUT_S,
+    )
+    connect_timeout = _seconds(
+        _pick(
+            config, "--taskqueue-connect-timeout", "TASKQUEUE_CONNECT_TIMEOUT", "taskqueue_connect_timeout"
+        ),
+        "--taskqueue-connect-timeout",
+        DEFAULT_CONNECT_TIMEOUT_S,
+    )
+    report_opt = _pick(config, "--taskqueue-report", None, None)
+    report = _report_path(report_opt) if report_opt is not None else None
+    ca_opt = _pick(config, "--taskqueue-tls-ca", "TASKQUEUE_TLS_CA", None)
+    tls_ca = _ca_path(ca_opt) if ca_opt is not None else None
+    token = _pick(config, "--taskqueue-token", "TASKQUEUE_TOKEN", None)
+    if token is not None and (not token.strip() or any(c in token for c in "\r\n")):
+        raise pytest.UsageError("--taskqueue-token: the token must be non-empty and on one line")
+    strict = _flag(config, "--taskqueue-strict", "TASKQUEUE_STRICT", "taskqueue_strict")
+    keep_logs = _flag(config, "--taskqueue-keep-logs", "TASKQUEUE_KEEP_LOGS", None)
+    run_id, worker_id = _run_identity(config)
+    return TaskQueueConfig(
+        target=target,
+        timeout=timeout,
+        connect_timeout=connect_timeout,
+        report=report,
+        tls_ca=tls_ca,
+        token=token,
+        strict=strict,
+        keep_logs=keep_logs,
+        run_id=run_id,
+        worker_id=worker_id,
+    )
+
+
+def parse_target(target: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (or ``[IPv6]:PORT``); raise ``pytest.UsageError`` when malformed."""
+    match = _TARGET_RE.match(target.strip())
+    port = int(match["port"]) if match else 0
+    if match is None or not 1 <= port <= 65535:
+        raise pytest.UsageError(
+            f"--taskqueue-target: {target!r} is not HOST:PORT (for example 127.0.0.1:50051)"
+        )
+    return match["host"], port
+
+
+def markdown_twin(report: pathlib.Path) -> pathlib.Path:
+    """The Markdown report written beside the JSON one: the same path with the suffix ``.md``."""
+    return report.with_suffix(".md")
+
+
+def _pick(config: pytest.Config, option: str, env: str | None, ini: str | None) -> str | None:
+    """The first value set among the command line, the environment and the ini file."""
+    value = config.getoption(option)
+    if value is not None:
+        return str(value)
+    if env is not None and os.environ.get(env):
+        return os.environ[env]
+    if ini is not None:
+        ini_value = config.getini(ini)
+        if isinstance(ini_value, str) and ini_value.strip():
+            return ini_value.strip()
+    return None
+
+
+def _flag(config: pytest.Config, option: str, env: str, ini: str | None) -> bool:
+    """A boolean option: set on the command line, by ``ENV=1``/``true``/``yes``, or in the ini file."""
+    if config.getoption(option):
+        return True
+    if os.environ.get(env, "").strip().lower() in {"1", "true", "yes", "on"}:
+        return True
+    return bool(config.getini(ini)) if ini is not None else False
+
+
+def _seconds(raw: str | None, option: str, default: float) -> float:
+    """A positive, finite number of seconds."""
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise pytest.UsageError(f"{option}: {raw!r} is not a positive number of seconds")
+    return value
+
+
+def _report_path(raw: str) -> pathlib.Path:
+    """The JSON report path; its folder is created, and must be writable."""
+    path = pathlib.Path(raw).expanduser().absolute()
+    if path.suffix == ".md":
+        raise pytest.UsageError(
+            f"--taskqueue-report: {raw!r} ends with .md, which is where the Markdown twin goes; "
+            "give the JSON path (e.g. report.json)"
+        )
+    if path.is_dir():
+        raise pytest.UsageError(f"--taskqueue-report: {raw!r} is a directory; give a file path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise pytest.UsageError(f"--taskqueue-report: cannot create folder {path.parent}: {exc}") from exc
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise pytest.UsageError(f"--taskqueue-report: folder {path.parent} is not writable")
+    for existing in (path, markdown_twin(path)):
+        if existing.exists() and not os.access(existing, os.W_OK):
+            raise pytest.UsageError(f"--taskqueue-report: {existing} exists and is not writable")
+    return path
+
+
+def _ca_path(raw: str) -> pathlib.Path:
+    """A readable PEM file of CA certificates."""
+    path = pathlib.Path(raw).expanduser().absolute()
+    if not path.is_file():
+        raise pytest.UsageError(f"--taskqueue-tls-ca: {raw!r} is not a file")
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(4096)
+    except OSError as exc:
+        raise pytest.UsageError(f"--taskqueue-tls-ca: cannot read {raw!r}: {exc}") from exc
+    if b"-----BEGIN CERTIFICATE-----" not in head:
+        raise pytest.UsageError(f"--taskqueue-tls-ca: {raw!r} holds no PEM certificate")
+    return path
+
+
+def _run_identity(config: pytest.Config) -> tuple[str, str]:
+    """The run id shared by all xdist workers of one run, and this process's worker id.
+
+    pytest-xdist gives every worker ``workerinput`` with the run's ``testrunuid`` and the
+    worker's ``workerid``; a run without xdist is the worker ``main`` with a fresh id.
+    """
+    workerinput = getattr(config, "workerinput", None)
+    if isinstance(workerinput, dict):
+        run_uid = str(workerinput.get("testrunuid") or uuid.uuid4().hex)
+        return run_uid[:8], str(workerinput.get("workerid", "gw"))
+    return uuid.uuid4().hex[:8], "main"

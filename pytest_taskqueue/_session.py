@@ -1,0 +1,97 @@
+"""``ConformanceSession``: the per-run plugin object that turns test reports into a verdict.
+
+Registered by ``plugin.pytest_configure`` on the process that prints the summary (the only one
+without xdist, the controller with it). It gathers scenario outcomes from every phase report,
+folds in what xdist workers learned, writes the report files, sets the exit status the verdict
+implies, and ends the terminal summary with the conformance table and the verdict line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import pytest
+
+from pytest_taskqueue._infra import INFRA_EXIT_CODE
+from pytest_taskqueue._options import CONFIG_KEY, TaskQueueConfig
+from pytest_taskqueue._report import (
+    INFO_KEY,
+    WORKER_OUTPUT_KEY,
+    Recorder,
+    RunInfo,
+    Verdict,
+    as_json,
+    render_terminal,
+    write_reports,
+)
+
+__all__ = ["ConformanceSession"]
+
+_OWNED_TARGET = "harness-owned reference stack"
+
+
+class ConformanceSession:
+    """Collects outcomes and settles the verdict for one run (see the module doc)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.options: TaskQueueConfig = config.stash[CONFIG_KEY]
+        self.info: RunInfo = config.stash[INFO_KEY]
+        self.recorder = Recorder()
+        self.verdict: Verdict | None = None
+
+    @property
+    def _target(self) -> str:
+        return self.options.target or _OWNED_TARGET
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Fold each phase report into its scenario's outcome."""
+        self.recorder.add(report)
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: object, error: object) -> None:
+        """xdist: fold in what a worker learned (its target, GetServerInfo, an infrastructure error)."""
+        output = getattr(node, "workeroutput", None)
+        if isinstance(output, dict) and isinstance(output.get(WORKER_OUTPUT_KEY), dict):
+            self.info.merge(output[WORKER_OUTPUT_KEY])
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Settle the verdict, write the report, and set the exit status the verdict implies.
+
+        Exit status: 3 after an infrastructure error; 0 instead of 1 when the only failures are
+        optional scenarios' and the run is not strict; otherwise pytest's own.
+        """
+        if not self.recorder.results and not self.info.infra_error and self.options.report is None:
+            return  # not a conformance run
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        self.verdict = self.recorder.verdict(self.info, strict=self.options.strict, interrupted=interrupted)
+        if self.options.report is not None:
+            document = as_json(
+                self.recorder, self.info, self.verdict, target=self._target, strict=self.options.strict
+            )
+            write_reports(self.options.report, document)
+        if self.info.infra_error:
+            session.exitstatus = INFRA_EXIT_CODE
+        elif (
+            exitstatus == pytest.ExitCode.TESTS_FAILED
+            and not self.options.strict
+            and self.recorder.only_optional_failed()
+        ):
+            session.exitstatus = pytest.ExitCode.OK
+
+    @pytest.hookimpl(wrapper=True, tryfirst=True)
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> Generator[None]:
+        """End the summary with the conformance table and the verdict, after pytest's own sections."""
+        yield
+        if self.verdict is None:
+            return
+        terminalreporter.write_sep("=", "taskqueue conformance")
+        if self.info.infra_error:
+            terminalreporter.write_line(f"taskqueue verdict: {self.verdict.headline}", red=True)
+            return
+        lines = render_terminal(self.recorder, self.info, self.verdict, target=self._target)
+        for line in lines[:-1]:
+            terminalreporter.write_line(line)
+        good = self.verdict.value == "conforming"
+        terminalreporter.write_line(lines[-1], green=good, red=not good, bold=True)

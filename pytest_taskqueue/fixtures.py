@@ -1,0 +1,186 @@
+"""The plugin's fixtures (registered by ``plugin.py``); each is a documented override point.
+
+Override any of them with an ordinary fixture of the same name in a ``conftest.py`` (see
+docs/plugin.md). Dependencies run outward from the options: ``taskqueue_config`` ->
+``taskqueue_stack`` -> ``taskqueue_target`` -> ``taskqueue_client`` -> ``taskqueue_server_info``
+-> ``harness``. Session fixtures are set up on first use, so runs that never touch them (plain
+tests on a machine where the plugin is installed) start nothing and contact nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from pytest_taskqueue._client import ReadinessError, TaskQueueClient, describe_rpc_error
+from pytest_taskqueue._collect import HARNESS_ONLY_REASON
+from pytest_taskqueue._harness import KeyFactory, OwnedBackends, TestHarness
+from pytest_taskqueue._infra import abort_run, one_line
+from pytest_taskqueue._options import CONFIG_KEY, TaskQueueConfig
+from pytest_taskqueue._report import INFO_KEY
+from taskqueue_proto import taskqueue_pb2 as pb
+
+__all__ = [
+    "harness",
+    "taskqueue_aws",
+    "taskqueue_client",
+    "taskqueue_config",
+    "taskqueue_server_info",
+    "taskqueue_stack",
+    "taskqueue_target",
+]
+
+_AWS_REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def taskqueue_config(request: pytest.FixtureRequest) -> TaskQueueConfig:
+    """The parsed ``--taskqueue-*`` options of this run."""
+    return request.config.stash[CONFIG_KEY]
+
+
+@pytest.fixture(scope="session")
+def taskqueue_stack(request: pytest.FixtureRequest, taskqueue_config: TaskQueueConfig) -> Iterator[Any]:
+    """The harness-owned reference stack, or None against an external target.
+
+    Started once per session (once per xdist worker, its tables and queues named after the
+    worker) and stopped at the end of it. A stack that fails to start stops the run with one
+    line (exit code 3).
+    """
+    if taskqueue_config.target is not None:
+        yield None
+        return
+    stack_module: Any = importlib.import_module("pytest_taskqueue._stack")
+    stack = stack_module.ReferenceStack(
+        stack_module.StackConfig(
+            prefix=taskqueue_config.resource_prefix, keep_logs=taskqueue_config.keep_logs
+        )
+    )
+    try:
+        stack.__enter__()
+    except Exception as error:
+        first, _, _ = str(error).strip().partition("\n")
+        abort_run(request, f"taskqueue: the reference stack failed to start: {type(error).__name__}: {first}")
+    try:
+        yield stack
+    finally:
+        stack.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def taskqueue_target(taskqueue_config: TaskQueueConfig, taskqueue_stack: Any) -> str:
+    """``host:port`` of the implementation under test: ``--taskqueue-target``, else the stack's API."""
+    if taskqueue_stack is not None:
+        return str(taskqueue_stack.target)
+    assert taskqueue_config.target is not None
+    return taskqueue_config.target
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def taskqueue_client(
+    request: pytest.FixtureRequest, taskqueue_config: TaskQueueConfig, taskqueue_target: str
+) -> AsyncIterator[TaskQueueClient]:
+    """A client of the target, once it answers its health check (else the run stops: exit code 3)."""
+    client = TaskQueueClient(
+        taskqueue_target,
+        tls_ca=taskqueue_config.tls_ca,
+        token=taskqueue_config.token,
+        rpc_timeout=taskqueue_config.timeout,
+    )
+    try:
+        try:
+            await client.wait_ready(taskqueue_config.connect_timeout)
+        except ReadinessError as error:
+            abort_run(request, f"taskqueue: target {taskqueue_target} is unreachable: {error}")
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def taskqueue_server_info(
+    request: pytest.FixtureRequest, taskqueue_client: TaskQueueClient, taskqueue_target: str
+) -> pb.ServerInfo:
+    """The target's GetServerInfo answer, asked once per session (``harness.info``)."""
+    try:
+        info = await taskqueue_client.server_info()
+    except Exception as error:
+        abort_run(
+            request,
+            f"taskqueue: target {taskqueue_target}: GetServerInfo failed: {describe_rpc_error(error)}",
+        )
+    request.config.stash[INFO_KEY].note_target(taskqueue_target, info.implementation, info.version)
+    return info
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def taskqueue_aws(taskqueue_stack: Any, taskqueue_target: str) -> AsyncIterator[tuple[Any, Any] | None]:
+    """aioboto3 ``(dynamodb, sqs)`` clients of the harness-owned backends, or None when not owned."""
+    if taskqueue_stack is None or str(taskqueue_stack.target) != taskqueue_target:
+        yield None
+        return
+    import aioboto3
+
+    session = aioboto3.Session(
+        aws_access_key_id="test", aws_secret_access_key="test", region_name=_AWS_REGION
+    )
+    async with contextlib.AsyncExitStack() as clients:
+        db = await clients.enter_async_context(
+            session.client("dynamodb", endpoint_url=taskqueue_stack.dynamodb_endpoint)
+        )
+        sqs = await clients.enter_async_context(
+            session.client("sqs", endpoint_url=taskqueue_stack.sqs_endpoint)
+        )
+        yield db, sqs
+
+
+def _skip_reason(request: pytest.FixtureRequest, owned: bool, info: pb.ServerInfo) -> str | None:
+    """Why this scenario cannot run against this target, from its markers; None when it can."""
+    node = request.node
+    if not owned and node.get_closest_marker("harness_only") is not None:
+        return HARNESS_ONLY_REASON
+    for mark in node.iter_markers("capability"):
+        name = str(mark.args[0]) if mark.args else str(mark.kwargs.get("name", ""))
+        if name and name not in info.capabilities:
+            listed = ", ".join(info.capabilities) or "none"
+            return one_line(
+                f"target lacks capability {name!r} (GetServerInfo.capabilities of "
+                f"{info.implementation or 'the target'}: {listed})"
+            )
+    return None
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def harness(
+    request: pytest.FixtureRequest,
+    taskqueue_config: TaskQueueConfig,
+    taskqueue_stack: Any,
+    taskqueue_target: str,
+    taskqueue_client: TaskQueueClient,
+    taskqueue_server_info: pb.ServerInfo,
+    taskqueue_aws: tuple[Any, Any] | None,
+) -> TestHarness:
+    """A ``TestHarness`` for one test: its own key namespace, the session's client and backends.
+
+    Skips the test, with the reason, when it is ``harness_only`` and the target is external, or
+    when it needs a ``capability`` the target does not list.
+    """
+    owned = taskqueue_stack is not None and str(taskqueue_stack.target) == taskqueue_target
+    reason = _skip_reason(request, owned, taskqueue_server_info)
+    if reason is not None:
+        pytest.skip(reason)
+    backends = None
+    if owned and taskqueue_aws is not None:
+        backends = OwnedBackends(taskqueue_stack, *taskqueue_aws)
+    return TestHarness(
+        api=taskqueue_client,
+        info=taskqueue_server_info,
+        timeout=taskqueue_config.timeout,
+        keys=KeyFactory(taskqueue_config.run_id, taskqueue_config.worker_id, request.node.nodeid),
+        backends=backends,
+    )
