@@ -36,6 +36,9 @@ RULES: dict[str, str] = {
     "status_mismatch": "final status disagrees with the last event, or attempts with PROCESSING count (4.5)",
     "wrong_outcome_for_type": "an outcome the task type cannot produce (spec 6)",
     "not_collected": "an acknowledged task whose final snapshot or events were not collected",
+    "already_exists_for_same_request": "ALREADY_EXISTS for a resubmit of the very same request (spec 3.3)",
+    "read_not_found": "a read answered NOT_FOUND for a task acknowledged before the read began (7.3)",
+    "unhealthy_after_fault": "the target did not report SERVING after a fault was healed",
 }
 """Every rule id ``check`` can report, with what it means."""
 
@@ -69,6 +72,7 @@ def check(history: History) -> list[Anomaly]:
     found: list[Anomaly] = []
     submits = [op for op in history.operations if op.kind == "submit"]
     _check_keys(history, submits, found)
+    _check_reads_and_health(history, submits, found)
     owner_ops = _ops_by_task(submits)
     for task_id in _task_ids(history, submits):
         _check_task(history, task_id, owner_ops.get(task_id, []), submits, found)
@@ -131,6 +135,17 @@ def _check_keys(history: History, submits: list[Operation], found: list[Anomaly]
                     f"submits: {_describe_ops(ops) or 'none recorded'}",
                 )
             )
+        established = _established_fingerprint(history, acked)
+        for op in ops:
+            if op.outcome == "fail" and op.code == "ALREADY_EXISTS" and op.fingerprint == established:
+                found.append(
+                    Anomaly(
+                        "already_exists_for_same_request",
+                        task_ids[0] if task_ids else None,
+                        key,
+                        f"op {op.id} resubmitted {op.fingerprint} and got ALREADY_EXISTS: {op.detail}",
+                    )
+                )
         created = [op for op in acked if op.value and op.value.get("created") is True]
         if len(created) > 1:
             found.append(
@@ -139,6 +154,51 @@ def _check_keys(history: History, submits: list[Operation], found: list[Anomaly]
                     created[1].task_id,
                     key,
                     f"{len(created)} submits answered created=true: {_describe_ops(created)}",
+                )
+            )
+
+
+def _established_fingerprint(history: History, acked: list[Operation]) -> str | None:
+    """The request a key stands for: its task's, else the first acknowledged submit's."""
+    for op in acked:
+        snap = history.tasks.get(op.task_id or "")
+        if snap is not None:
+            return fingerprint(snap.task_type, snap.payload, snap.max_attempts)
+    return next((op.fingerprint for op in acked if op.fingerprint), None)
+
+
+def _check_reads_and_health(history: History, submits: list[Operation], found: list[Anomaly]) -> None:
+    acked_at: dict[str, Operation] = {}
+    for op in submits:
+        if op.outcome == "ok" and op.task_id and op.complete_ns is not None:
+            first = acked_at.get(op.task_id)
+            if first is None or (first.complete_ns or 0) > op.complete_ns:
+                acked_at[op.task_id] = op
+    for op in history.operations:
+        if op.kind.startswith("health_after") and op.outcome != "ok":
+            found.append(
+                Anomaly(
+                    "unhealthy_after_fault",
+                    None,
+                    None,
+                    f"op {op.id} {op.kind}: {op.outcome or 'in flight'} {op.code or ''} {op.detail}".rstrip(),
+                )
+            )
+        ack = acked_at.get(op.task_id or "")
+        if (
+            op.kind != "submit"
+            and op.outcome == "fail"
+            and op.code == "NOT_FOUND"
+            and ack is not None
+            and ack.complete_ns is not None
+            and ack.complete_ns < op.invoke_ns
+        ):
+            found.append(
+                Anomaly(
+                    "read_not_found",
+                    op.task_id,
+                    ack.idempotency_key,
+                    f"op {op.id} {op.kind} answered NOT_FOUND after op {ack.id} acknowledged the task",
                 )
             )
 

@@ -145,6 +145,8 @@ def clean_history() -> History:
     b.op("get", task_id="noop-1", outcome="ok", value={"status": "COMPLETED"})
     b.op("get", task_id="nope", outcome="fail", code="NOT_FOUND")
     b.op("submit", idempotency_key="", outcome="fail", code="INVALID_ARGUMENT")
+    b.op("health_before", outcome="fail", code="UNAVAILABLE")
+    b.op("health_after", outcome="ok", value={"status": "SERVING"})
     return b.history
 
 
@@ -204,6 +206,21 @@ def _task_differs_from_request(b: Builder) -> None:
 
 def _not_collected(b: Builder) -> None:
     b.op(idempotency_key="k", task_id="t1", outcome="ok", value={"task_id": "t1", "created": True})
+
+
+def _already_exists_for_same_request(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)], key="k")
+    b.op(idempotency_key="k", fingerprint=fingerprint("noop", b"", 0), outcome="fail", code="ALREADY_EXISTS")
+
+
+def _read_not_found(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)], key="k")
+    b.op("get", task_id="t1", outcome="fail", code="NOT_FOUND")
+
+
+def _unhealthy(b: Builder) -> None:
+    b.op("health_before", outcome="ok", value={"status": "SERVING"})
+    b.op("health_after", outcome="fail", code="DEADLINE_EXCEEDED", detail="after fault 0")
 
 
 CASES: dict[str, tuple[Callable[[Builder], None], set[tuple[str, str | None]]]] = {
@@ -316,6 +333,12 @@ CASES: dict[str, tuple[Callable[[Builder], None], set[tuple[str, str | None]]]] 
         _not_collected,
         {("not_collected", "t1")},
     ),
+    "already_exists_for_same_request": (
+        _already_exists_for_same_request,
+        {("already_exists_for_same_request", "t1")},
+    ),
+    "read_not_found": (_read_not_found, {("read_not_found", "t1")}),
+    "unhealthy_after_fault": (_unhealthy, {("unhealthy_after_fault", None)}),
 }
 
 
