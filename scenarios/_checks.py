@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import NoReturn
 
 import pytest
 
@@ -103,6 +104,18 @@ def describe(task: pb.Task | None = None, events: Sequence[pb.TaskEvent] | None 
     return "\n".join(lines)
 
 
+def violated(
+    rule: str,
+    *,
+    seen: str = "",
+    task: pb.Task | None = None,
+    events: Sequence[pb.TaskEvent] | None = None,
+) -> NoReturn:
+    """Fail the scenario: the broken rule first, then what was seen (and the task, its history)."""
+    details = "\n".join(part for part in (f"seen: {seen}" if seen else "", describe(task, events)) if part)
+    pytest.fail(f"{rule}\n{details}" if details else rule, pytrace=False)
+
+
 def require(
     condition: object,
     rule: str,
@@ -112,10 +125,8 @@ def require(
     events: Sequence[pb.TaskEvent] | None = None,
 ) -> None:
     """Fail the scenario with the broken rule and what was seen unless ``condition`` holds."""
-    if condition:
-        return
-    details = "\n".join(part for part in (f"seen: {seen}" if seen else "", describe(task, events)) if part)
-    pytest.fail(f"{rule}\n{details}" if details else rule, pytrace=False)
+    if not condition:
+        violated(rule, seen=seen, task=task, events=events)
 
 
 def require_none(

@@ -1,0 +1,147 @@
+"""Small async helpers the scenarios share: expected RPC errors, barriers, watching, exact histories."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import TYPE_CHECKING
+
+import grpc
+import grpc.aio
+
+from scenarios._checks import event_name, format_statuses, require, violated
+from taskqueue_proto import taskqueue_pb2 as pb
+
+if TYPE_CHECKING:
+    from pytest_taskqueue import TestHarness
+
+BAD_INPUT_CODES = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
+"""Codes spec 9.1 forbids as the answer to bad input."""
+
+Code = tuple[int, int]
+"""An event as (type, attempt), for exact history comparisons."""
+
+SUBMITTED: Code = (pb.TASK_EVENT_TYPE_SUBMITTED, 0)
+DEAD: Code = (pb.TASK_EVENT_TYPE_DEAD, 0)
+
+
+def processing(attempt: int) -> Code:
+    return (pb.TASK_EVENT_TYPE_PROCESSING, attempt)
+
+
+def completed(attempt: int) -> Code:
+    return (pb.TASK_EVENT_TYPE_COMPLETED, attempt)
+
+
+def failed(attempt: int) -> Code:
+    return (pb.TASK_EVENT_TYPE_FAILED, attempt)
+
+
+def shape(events: Sequence[pb.TaskEvent]) -> list[Code]:
+    """The history as (type, attempt) pairs."""
+    return [(event.type, event.attempt) for event in events]
+
+
+def format_codes(codes: Sequence[Code]) -> str:
+    """``SUBMITTED, PROCESSING(1), COMPLETED(1)``."""
+    return ", ".join(
+        event_name(kind) + (f"({attempt})" if kind not in (SUBMITTED[0], DEAD[0]) else "")
+        for kind, attempt in codes
+    )
+
+
+def failing_history(failures: int, *, then: Code | None) -> list[Code]:
+    """SUBMITTED, then ``failures`` attempts PROCESSING(n) FAILED(n), then ``then`` as the next step.
+
+    ``then=DEAD`` ends the history with DEAD; ``then=completed(n)`` adds PROCESSING(n), COMPLETED(n).
+    """
+    codes = [SUBMITTED]
+    for attempt in range(1, failures + 1):
+        codes += [processing(attempt), failed(attempt)]
+    if then == DEAD:
+        codes.append(DEAD)
+    elif then is not None:
+        codes += [processing(then[1]), then]
+    return codes
+
+
+async def expect_error(
+    call: Awaitable[object], rule: str, *expected: grpc.StatusCode
+) -> grpc.aio.AioRpcError:
+    """Await ``call``; it must fail with one of ``expected``, else the scenario fails naming ``rule``."""
+    try:
+        answer = await call
+    except grpc.aio.AioRpcError as error:
+        wanted = " or ".join(code.name for code in expected)
+        require(
+            error.code() in expected,
+            rule,
+            seen=f"{error.code().name}: {error.details()!r} (expected {wanted})",
+        )
+        return error
+    violated(rule, seen=f"the call succeeded: {str(answer).strip()!r}")
+
+
+async def drain(stream: AsyncIterator[pb.Task]) -> list[pb.Task]:
+    """Read a WatchTask stream to its end (for calls expected to fail: ``expect_error(drain(...))``)."""
+    return [snapshot async for snapshot in stream]
+
+
+async def barrier(harness: TestHarness) -> None:
+    """Submit a fresh noop and wait until it completes.
+
+    Used before re-reading a history to check that something did NOT happen: work queued before
+    the barrier had its chance to show up by the time the barrier task completes.
+    """
+    sentinel = await harness.submit("noop", key=harness.key("barrier"))
+    await harness.wait_for_status(sentinel.task_id, pb.TASK_STATUS_COMPLETED)
+
+
+async def watch_all(harness: TestHarness, task_id: str, rule: str) -> list[pb.Task]:
+    """Every snapshot WatchTask sends until the server closes the stream.
+
+    Fails naming ``rule`` when the stream ends in an error, or is still open after
+    ``harness.timeout`` seconds (spec 8.2: it closes with OK after the terminal snapshot).
+    """
+    snapshots: list[pb.Task] = []
+    stream = harness.api.watch(task_id)
+    try:
+        async with asyncio.timeout(harness.timeout):
+            async for snapshot in stream:
+                snapshots.append(snapshot)
+    except TimeoutError:
+        violated(
+            rule,
+            seen=f"the stream was still open after {harness.timeout:g}s; statuses so far: "
+            f"{format_statuses(snapshots)}",
+        )
+    except grpc.aio.AioRpcError as error:
+        violated(
+            rule,
+            seen=f"the stream ended with {error.code().name}: {error.details()!r} after "
+            f"{format_statuses(snapshots)}",
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            await stream.aclose()
+    return snapshots
+
+
+async def finished(harness: TestHarness, task_id: str) -> tuple[pb.Task, list[pb.TaskEvent]]:
+    """Wait until the task is terminal, then read it and its history."""
+    await harness.wait_for_terminal(task_id)
+    return await harness.api.get(task_id), await harness.events(task_id)
+
+
+def require_history(
+    events: Sequence[pb.TaskEvent], expected: Sequence[Code], rule: str, task: pb.Task | None = None
+) -> None:
+    """The history has exactly these (type, attempt) events, in this order."""
+    require(
+        shape(events) == list(expected),
+        rule,
+        seen="expected " + format_codes(expected),
+        task=task,
+        events=events,
+    )

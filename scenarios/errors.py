@@ -1,0 +1,197 @@
+"""Errors (spec 9): bad input is INVALID_ARGUMENT, unknown ids NOT_FOUND; a rejected call creates nothing."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Awaitable, Callable
+
+import grpc
+import grpc.aio
+import pytest
+
+from pytest_taskqueue import TestHarness
+from scenarios._checks import require, violated
+from scenarios._support import BAD_INPUT_CODES, drain, expect_error
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.errors]
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+_LARGEST_PAYLOAD_TRIED = 64 * 1024 * 1024
+"""Above this advertised limit the oversized-payload scenario skips instead of sending it."""
+
+
+def _key_of_bytes(harness: TestHarness, size: int) -> str:
+    """A fresh key of exactly ``size`` UTF-8 bytes, with multi-byte characters in it."""
+    base = harness.key() + "-é"
+    padding = size - len(base.encode())
+    if padding < 0:
+        pytest.skip(f"harness keys are longer than {size} bytes")
+    return base + "x" * padding
+
+
+@dataclasses.dataclass(frozen=True)
+class _Submit:
+    """One invalid SubmitTask: the offending field and the request's fields (key None: a fresh one)."""
+
+    field: str
+    task_type: str = "noop"
+    payload: bytes = b""
+    max_attempts: int = 0
+    key: str | None = None
+
+
+SUBMIT_CASES: dict[str, Callable[[TestHarness], _Submit]] = {
+    "empty-key": lambda harness: _Submit("idempotency_key", key=""),
+    "key-257-bytes": lambda harness: _Submit("idempotency_key", key=_key_of_bytes(harness, 257)),
+    "empty-task-type": lambda harness: _Submit("task_type", task_type=""),
+    "unknown-task-type": lambda harness: _Submit(
+        "task_type", task_type=f"no_such_type_{uuid.uuid4().hex[:8]}"
+    ),
+    "payload-over-limit": lambda harness: _Submit(
+        "payload", payload=b"\x00" * (harness.info.max_payload_bytes + 1)
+    ),
+    "max-attempts-negative": lambda harness: _Submit("max_attempts", max_attempts=-1),
+    "max-attempts-101": lambda harness: _Submit("max_attempts", max_attempts=101),
+}
+"""Every INVALID_ARGUMENT row of the SubmitTask part of the spec 9 table, by scenario id."""
+
+
+async def _rejected_submit(harness: TestHarness, case: str) -> tuple[_Submit, str, grpc.aio.AioRpcError]:
+    """Send the invalid submit of ``case``; it must fail INVALID_ARGUMENT (spec 9, 9.1)."""
+    if case == "payload-over-limit" and harness.info.max_payload_bytes > _LARGEST_PAYLOAD_TRIED:
+        pytest.skip(f"max_payload_bytes {harness.info.max_payload_bytes} is too large to send one byte more")
+    bad = SUBMIT_CASES[case](harness)
+    key = bad.key if bad.key is not None else harness.key(case)
+    error = await expect_error(
+        harness.api.submit(key, bad.task_type, bad.payload, bad.max_attempts),
+        f"spec 9: SubmitTask with a bad {bad.field} ({case}) fails INVALID_ARGUMENT, never INTERNAL/UNKNOWN",
+        INVALID,
+    )
+    return bad, key, error
+
+
+@pytest.mark.required
+@pytest.mark.parametrize("case", list(SUBMIT_CASES))
+async def test_invalid_submit_is_invalid_argument(harness: TestHarness, case: str) -> None:
+    """spec 9, 9.1: each invalid SubmitTask of the spec 9 table fails with INVALID_ARGUMENT."""
+    await _rejected_submit(harness, case)
+
+
+@pytest.mark.required
+@pytest.mark.parametrize("case", [case for case in SUBMIT_CASES if "key" not in case])
+async def test_rejected_submit_creates_nothing(harness: TestHarness, case: str) -> None:
+    """spec 9.1: a rejected submit creates no task: its key then creates a new task with a valid request."""
+    _, key, _ = await _rejected_submit(harness, case)
+    answer = await harness.api.submit(key, "noop")
+    require(
+        answer.created,
+        "spec 9.1: a rejected call MUST NOT create a task: the key is still free afterwards",
+        seen=f"a valid submit with the rejected call's key answered created={answer.created} "
+        f"task_id={answer.task_id!r}",
+    )
+
+
+@pytest.mark.optional
+@pytest.mark.parametrize("case", list(SUBMIT_CASES))
+async def test_invalid_submit_message_names_the_field(harness: TestHarness, case: str) -> None:
+    """spec 9.1 (SHOULD): the error message names the offending field."""
+    bad, _, error = await _rejected_submit(harness, case)
+    require(
+        bad.field in (error.details() or ""),
+        f"spec 9.1: the INVALID_ARGUMENT message names the field {bad.field!r}",
+        seen=f"details {error.details()!r}",
+    )
+
+
+@pytest.mark.required
+@pytest.mark.parametrize(
+    ("label", "key_bytes", "max_attempts", "at_payload_limit"),
+    [
+        ("key-256-bytes", 256, 0, False),
+        ("max-attempts-1", 0, 1, False),
+        ("max-attempts-100", 0, 100, False),
+        ("payload-at-limit", 0, 0, True),
+    ],
+    ids=["key-256-bytes", "max-attempts-1", "max-attempts-100", "payload-at-limit"],
+)
+async def test_boundary_values_are_accepted(
+    harness: TestHarness, label: str, key_bytes: int, max_attempts: int, at_payload_limit: bool
+) -> None:
+    """spec 9, 3.2: a 256-byte key, max_attempts 1 and 100, a payload of max_payload_bytes are valid."""
+    key = _key_of_bytes(harness, key_bytes) if key_bytes else harness.key(label)
+    limit = harness.info.max_payload_bytes
+    if at_payload_limit and limit > _LARGEST_PAYLOAD_TRIED:
+        pytest.skip(f"max_payload_bytes {limit} is too large to send")
+    payload = b"\x01" * limit if at_payload_limit else b""
+    try:
+        answer = await harness.api.submit(key, "noop", payload, max_attempts)
+    except grpc.aio.AioRpcError as error:
+        violated(
+            f"spec 9: {label} is within the limits and MUST be accepted",
+            seen=f"{error.code().name}: {error.details()!r}",
+        )
+    require(answer.created, f"spec 3.1: {label} creates a task", seen=str(answer))
+
+
+ReadCall = Callable[[TestHarness, str], Awaitable[object]]
+
+READ_CALLS: dict[str, ReadCall] = {
+    "GetTask": lambda harness, task_id: harness.api.get(task_id),
+    "ListTaskEvents": lambda harness, task_id: harness.api.events(task_id),
+    "WatchTask": lambda harness, task_id: drain(harness.api.watch(task_id, timeout=harness.timeout)),
+}
+
+
+@pytest.mark.required
+@pytest.mark.parametrize("call", list(READ_CALLS))
+async def test_empty_task_id_is_invalid_argument(harness: TestHarness, call: str) -> None:
+    """spec 9: GetTask, ListTaskEvents and WatchTask with an empty task_id fail INVALID_ARGUMENT."""
+    await expect_error(READ_CALLS[call](harness, ""), f"spec 9: {call} with an empty task_id", INVALID)
+
+
+@pytest.mark.required
+@pytest.mark.parametrize("call", list(READ_CALLS))
+async def test_unknown_task_id_is_not_found(harness: TestHarness, call: str) -> None:
+    """spec 9: GetTask, ListTaskEvents and WatchTask with an unknown task_id fail NOT_FOUND."""
+    unknown = f"no-such-task-{uuid.uuid4()}"
+    await expect_error(
+        READ_CALLS[call](harness, unknown), f"spec 9: {call} of an unknown task_id", grpc.StatusCode.NOT_FOUND
+    )
+
+
+_BAD_JSON = {
+    "sleep-not-json": ("sleep", b"not json"),
+    "sleep-negative": ("sleep", b'{"ms": -1}'),
+    "sleep-string": ("sleep", b'{"ms": "10"}'),
+    "sleep-missing": ("sleep", b"{}"),
+    "fail_times-fraction": ("fail_times", b'{"times": 1.5}'),
+    "fail_times-array": ("fail_times", b"[1]"),
+}
+
+
+@pytest.mark.required
+@pytest.mark.parametrize("case", list(_BAD_JSON))
+async def test_bad_task_payload_is_never_internal(harness: TestHarness, case: str) -> None:
+    """spec 9.1: a malformed sleep/fail_times payload is bad input, never answered INTERNAL or UNKNOWN."""
+    task_type, payload = _BAD_JSON[case]
+    try:
+        await harness.api.submit(harness.key(case), task_type, payload)
+    except grpc.aio.AioRpcError as error:
+        require(
+            error.code() not in BAD_INPUT_CODES,
+            f"spec 9.1: bad input ({case}) MUST NOT be answered INTERNAL or UNKNOWN",
+            seen=f"{error.code().name}: {error.details()!r}",
+        )
+
+
+@pytest.mark.optional
+@pytest.mark.parametrize("case", list(_BAD_JSON))
+async def test_bad_task_payload_is_invalid_argument(harness: TestHarness, case: str) -> None:
+    """spec 6 (SHOULD): a sleep or fail_times payload that is not the documented JSON is INVALID_ARGUMENT."""
+    task_type, payload = _BAD_JSON[case]
+    await expect_error(
+        harness.api.submit(harness.key(case), task_type, payload),
+        f"spec 6: a malformed {task_type} payload ({case}) is rejected with INVALID_ARGUMENT",
+        INVALID,
+    )

@@ -1,0 +1,273 @@
+"""Idempotency (spec 3.3-3.4): one key and one request give one task, run once; other requests conflict."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+
+import grpc
+import grpc.aio
+import pytest
+
+from pytest_taskqueue import TestHarness
+from scenarios._checks import REACHABLE, TERMINAL, format_task, require, status_name, violated
+from scenarios._support import (
+    DEAD,
+    SUBMITTED,
+    barrier,
+    completed,
+    expect_error,
+    failing_history,
+    finished,
+    processing,
+    require_history,
+)
+from taskqueue_proto import taskqueue_pb2 as pb
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.idempotency]
+
+RACERS = 32
+"""How many submits race on one key (spec 3.3 names 32)."""
+
+_NOOP_RUN = [SUBMITTED, processing(1), completed(1)]
+
+
+async def _require_unchanged(
+    harness: TestHarness, task: pb.Task, events: list[pb.TaskEvent], rule: str
+) -> None:
+    """After a barrier, the terminal task and its history are exactly as before (no event, no rerun)."""
+    await barrier(harness)
+    now = await harness.api.get(task.task_id)
+    history = await harness.events(task.task_id)
+    require(
+        now == task and history == events,
+        rule,
+        seen=f"before: {format_task(task)}, {len(events)} events; after: {len(history)} events"
+        + ("" if now == task else " and the task's fields changed"),
+        task=now,
+        events=history,
+    )
+
+
+@pytest.mark.required
+async def test_resubmit_after_completed_returns_the_same_task(harness: TestHarness) -> None:
+    """spec 3.3: resubmitting the same request answers the task_id, created=false, the current status."""
+    key = harness.key()
+    first = await harness.api.submit(key, "echo", b"same")
+    task, _ = await finished(harness, first.task_id)
+    again = await harness.api.submit(key, "echo", b"same")
+    require(
+        again.task_id == first.task_id and not again.created and again.status == task.status,
+        "spec 3.3: a resubmit answers the existing task_id with created=false and the task's current status",
+        seen=f"first {first.task_id!r}; resubmit answered task_id={again.task_id!r} created={again.created} "
+        f"status={status_name(again.status)}",
+        task=task,
+    )
+
+
+@pytest.mark.required
+async def test_resubmit_after_completed_adds_no_event_and_does_not_rerun(harness: TestHarness) -> None:
+    """spec 3.3: a resubmit MUST NOT append any event and MUST NOT run the task again (after COMPLETED)."""
+    key = harness.key()
+    first = await harness.api.submit(key, "noop")
+    task, events = await finished(harness, first.task_id)
+    for _ in range(3):
+        await harness.api.submit(key, "noop")
+    await _require_unchanged(
+        harness, task, events, "spec 3.3: a resubmit appends no event and does not rerun"
+    )
+
+
+@pytest.mark.required
+async def test_resubmit_after_dead_changes_nothing(harness: TestHarness) -> None:
+    """spec 3.3: after DEAD, the same request answers created=false, status DEAD, and runs nothing again."""
+    key = harness.key()
+    first = await harness.api.submit(key, "fail_always", b"", 2)
+    task, events = await finished(harness, first.task_id)
+    again = await harness.api.submit(key, "fail_always", b"", 2)
+    require(
+        again.task_id == first.task_id and not again.created and again.status == pb.TASK_STATUS_DEAD,
+        "spec 3.3: a resubmit of a DEAD task answers its task_id, created=false, status DEAD",
+        seen=f"task_id={again.task_id!r} created={again.created} status={status_name(again.status)}",
+        task=task,
+        events=events,
+    )
+    await _require_unchanged(harness, task, events, "spec 3.3: a resubmit of a DEAD task changes nothing")
+
+
+async def _resubmit_and_check(harness: TestHarness, key: str, task_id: str, before: pb.Task) -> None:
+    """Resubmit (fail_always, 3) once: same task_id, created=false, a status between two reads."""
+    answer = await harness.api.submit(key, "fail_always", b"", 3)
+    after = await harness.api.get(task_id)
+    in_order = answer.status in REACHABLE.get(before.status, ()) and after.status in REACHABLE.get(
+        answer.status, ()
+    )
+    require(
+        answer.task_id == task_id and not answer.created and in_order,
+        "spec 3.3: a resubmit during the task's life answers created=false with the current status",
+        seen=f"task_id={answer.task_id!r} created={answer.created} status={status_name(answer.status)} "
+        f"(read before: {status_name(before.status)}, after: {status_name(after.status)})",
+    )
+
+
+@pytest.mark.required
+async def test_resubmit_while_running_and_retrying_does_not_rerun(harness: TestHarness) -> None:
+    """spec 3.3: at any time in the task's life a resubmit answers created=false and never reruns it.
+
+    The scenario resubmits once for every snapshot WatchTask sends (pending, processing, retrying),
+    and checks that each answer's status lies between the statuses read just before and after it.
+    """
+    key = harness.key()
+    first = await harness.api.submit(key, "fail_always", b"", 3)
+    stream = harness.api.watch(first.task_id)
+    try:
+        async with asyncio.timeout(harness.timeout):
+            async for snapshot in stream:
+                await _resubmit_and_check(harness, key, first.task_id, snapshot)
+                if snapshot.status in TERMINAL:
+                    break
+    except TimeoutError:
+        pass  # `finished` below reports the task's status and history if it never ends
+    finally:
+        with contextlib.suppress(Exception):
+            await stream.aclose()
+    task, _ = await finished(harness, first.task_id)
+    await barrier(harness)
+    events = await harness.events(first.task_id)
+    require_history(events, failing_history(3, then=DEAD), "spec 3.3: resubmits never rerun the task", task)
+
+
+@pytest.mark.required
+@pytest.mark.parametrize(("first", "second"), [(0, 5), (5, 0)], ids=["0-then-5", "5-then-0"])
+async def test_default_and_explicit_five_are_the_same_request(
+    harness: TestHarness, first: int, second: int
+) -> None:
+    """spec 3.2, 3.3: requests compare by *effective* max_attempts, so 0 and 5 are the same request."""
+    key = harness.key()
+    original = await harness.api.submit(key, "noop", b"", first)
+    try:
+        again = await harness.api.submit(key, "noop", b"", second)
+    except grpc.aio.AioRpcError as error:
+        violated(
+            "spec 3.2/3.3: max_attempts 0 and 5 are the same request (effective value 5)",
+            seen=f"max_attempts={first} then {second}: {error.code().name} {error.details()!r}",
+        )
+    require(
+        again.task_id == original.task_id and not again.created,
+        "spec 3.2/3.3: max_attempts 0 and 5 are the same request (effective value 5)",
+        seen=f"first {original.task_id!r}, then task_id={again.task_id!r} created={again.created}",
+    )
+
+
+@pytest.mark.required
+async def test_racing_identical_submits_create_one_task(harness: TestHarness) -> None:
+    """spec 3.3: when 32 identical submits race, exactly one answers created=true and all the same task_id."""
+    key = harness.key("race")
+    answers = await asyncio.gather(*(harness.api.submit(key, "echo", b"race") for _ in range(RACERS)))
+    created = sum(answer.created for answer in answers)
+    ids = sorted({answer.task_id for answer in answers})
+    require(
+        created == 1 and len(ids) == 1,
+        f"spec 3.3: {RACERS} racing identical submits give exactly one created=true and one task_id",
+        seen=f"{created} answered created=true; task_ids: {ids}",
+    )
+    task, events = await finished(harness, ids[0])
+    await barrier(harness)
+    events = await harness.events(ids[0])
+    require_history(events, _NOOP_RUN, "spec 3.3: racing submits run the task once", task)
+
+
+@pytest.mark.required
+async def test_racing_different_payloads_one_wins(harness: TestHarness) -> None:
+    """spec 3.3, 3.4: racing different requests on one key: one creates, the rest get ALREADY_EXISTS."""
+    key = harness.key("race-different")
+    payloads = [f"payload-{index}".encode() for index in range(RACERS)]
+    outcomes = await asyncio.gather(
+        *(harness.api.submit(key, "echo", payload) for payload in payloads), return_exceptions=True
+    )
+    winners = [
+        (payload, outcome)
+        for payload, outcome in zip(payloads, outcomes, strict=True)
+        if isinstance(outcome, pb.SubmitTaskResponse)
+    ]
+    errors = collections.Counter(
+        outcome.code().name if isinstance(outcome, grpc.aio.AioRpcError) else type(outcome).__name__
+        for outcome in outcomes
+        if isinstance(outcome, BaseException)
+    )
+    require(
+        len(winners) == 1 and winners[0][1].created and errors == {"ALREADY_EXISTS": RACERS - 1},
+        f"spec 3.4: of {RACERS} racing different requests on one key, one creates, the rest ALREADY_EXISTS",
+        seen=f"{len(winners)} succeeded (created: {[w[1].created for w in winners]}); errors: {dict(errors)}",
+    )
+    payload, answer = winners[0]
+    task, events = await finished(harness, answer.task_id)
+    require(
+        task.payload == payload and task.result == payload,
+        "spec 3.4: the losing submits change nothing: the task keeps the winner's payload",
+        seen=f"winner sent {payload!r}; task payload {task.payload!r}, result {task.result!r}",
+        task=task,
+        events=events,
+    )
+    require_history(events, _NOOP_RUN, "spec 3.4: the task runs once", task)
+
+
+@pytest.mark.required
+@pytest.mark.parametrize(
+    ("field", "task_type", "payload", "max_attempts"),
+    [
+        ("payload", "noop", b"different", 0),
+        ("task_type", "echo", b"original", 0),
+        ("max_attempts", "noop", b"original", 3),
+    ],
+    ids=["payload", "task_type", "max_attempts"],
+)
+async def test_different_request_on_used_key_is_already_exists(
+    harness: TestHarness, field: str, task_type: str, payload: bytes, max_attempts: int
+) -> None:
+    """spec 3.4: a key already used by a different request fails ALREADY_EXISTS and changes nothing."""
+    key = harness.key(field)
+    first = await harness.api.submit(key, "noop", b"original", 0)
+    task, events = await finished(harness, first.task_id)
+    await expect_error(
+        harness.api.submit(key, task_type, payload, max_attempts),
+        f"spec 3.4: the same key with a different {field} fails with ALREADY_EXISTS",
+        grpc.StatusCode.ALREADY_EXISTS,
+    )
+    await _require_unchanged(
+        harness, task, events, f"spec 3.4: a conflicting submit ({field}) changes nothing"
+    )
+
+
+@pytest.mark.required
+async def test_distinct_keys_give_distinct_tasks(harness: TestHarness) -> None:
+    """spec 2.1, 3.1: identical requests under different keys create different tasks (task_id is unique)."""
+    answers = [await harness.submit("noop", key=harness.key()) for _ in range(3)]
+    ids = [answer.task_id for answer in answers]
+    require(
+        all(answer.created for answer in answers) and len(set(ids)) == len(ids),
+        "spec 2.1/3.1: each new key creates its own task with a unique task_id",
+        seen=f"created={[a.created for a in answers]} task_ids={ids}",
+    )
+
+
+@pytest.mark.required
+@pytest.mark.parametrize(
+    "suffix", ["-ключ-鍵-🔑", "/with spaces\tand:punctuation?#"], ids=["unicode", "punctuation"]
+)
+async def test_keys_are_opaque_strings(harness: TestHarness, suffix: str) -> None:
+    """spec 3.3, 9: any non-empty key of at most 256 UTF-8 bytes works and identifies its task."""
+    key = harness.key() + suffix
+    first = await harness.api.submit(key, "noop")
+    again = await harness.api.submit(key, "noop")
+    task = await harness.api.get(first.task_id)
+    require(
+        first.created
+        and again.task_id == first.task_id
+        and not again.created
+        and task.idempotency_key == key,
+        "spec 3.3: an opaque key identifies its task and is reported unchanged",
+        seen=f"created={first.created}, resubmit task_id={again.task_id!r} created={again.created}, "
+        f"reported key {task.idempotency_key!r} (sent {key!r})",
+    )

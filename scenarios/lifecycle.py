@@ -1,0 +1,234 @@
+"""Lifecycle: a task from submit to COMPLETED, its fields, its history; health, reflection, server info."""
+
+from __future__ import annotations
+
+import json
+
+import grpc
+import grpc.aio
+import pytest
+from grpc_reflection.v1alpha import reflection_pb2
+
+from pytest_taskqueue import TestHarness
+from scenarios._checks import (
+    history_violations,
+    require,
+    require_none,
+    terminal_task_violations,
+    timestamp_violations,
+    violated,
+)
+from scenarios._support import SUBMITTED, completed, finished, processing, require_history
+from taskqueue_proto import SERVICE_NAME
+from taskqueue_proto import taskqueue_pb2 as pb
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.lifecycle]
+
+CONFORMANCE_TYPES = ("noop", "echo", "sleep", "fail_always", "fail_times")
+_SERVING = 1  # grpc.health.v1.HealthCheckResponse.SERVING
+_REFLECTION_METHODS = (
+    "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+    "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+)
+
+
+@pytest.mark.required
+async def test_submit_answers_created_pending_and_a_task_id(harness: TestHarness) -> None:
+    """spec 3.1: a submit that creates a task answers created=true, status=PENDING and a non-empty task_id."""
+    answer = await harness.submit("noop")
+    rule = "spec 3.1: a creating submit answers created=true, status=TASK_STATUS_PENDING and the new task_id"
+    require(
+        answer.created and answer.status == pb.TASK_STATUS_PENDING and answer.task_id, rule, seen=str(answer)
+    )
+
+
+@pytest.mark.required
+async def test_submit_records_submitted_first(harness: TestHarness) -> None:
+    """spec 3.1, 4.3: the created task exists at once and its history starts with SUBMITTED (attempt 0)."""
+    answer = await harness.submit("noop")
+    task = await harness.api.get(answer.task_id)
+    events = await harness.events(answer.task_id)
+    require(
+        task.task_id == answer.task_id and events and (events[0].type, events[0].attempt) == SUBMITTED,
+        "spec 3.1: the submit records the event SUBMITTED, first in the history",
+        task=task,
+        events=events,
+    )
+
+
+@pytest.mark.required
+async def test_noop_history_is_exactly_submitted_processing_completed(harness: TestHarness) -> None:
+    """spec 4.4: a noop task that succeeds at once has exactly SUBMITTED, PROCESSING(1), COMPLETED(1)."""
+    answer = await harness.submit("noop")
+    task, events = await finished(harness, answer.task_id)
+    require(task.status == pb.TASK_STATUS_COMPLETED, "spec 6: noop succeeds", task=task, events=events)
+    require_history(events, [SUBMITTED, processing(1), completed(1)], "spec 4.4: exact noop history", task)
+
+
+@pytest.mark.required
+async def test_history_order_and_task_consistency(harness: TestHarness) -> None:
+    """spec 4.1, 4.5, 2.4: sequences rise, `at` never goes back, attempts = number of PROCESSING."""
+    answer = await harness.submit("noop")
+    task, events = await finished(harness, answer.task_id)
+    problems = history_violations(events, max_attempts=task.max_attempts) + terminal_task_violations(
+        task, events
+    )
+    require_none(
+        problems, "spec 4.1/4.5/2.4: ordered history consistent with the task", task=task, events=events
+    )
+
+
+@pytest.mark.required
+async def test_task_fields_echo_the_request(harness: TestHarness) -> None:
+    """spec 2.1, 3.2: the task echoes key, task_type, payload; max_attempts 0 is reported as 5."""
+    key = harness.key("fields")
+    payload = b"\x00opaque\xffpayload\x00"
+    answer = await harness.api.submit(key, "noop", payload, 0)
+    task, events = await finished(harness, answer.task_id)
+    wrong = [
+        f"{name}={got!r}, submitted {sent!r}"
+        for name, got, sent in (
+            ("task_id", task.task_id, answer.task_id),
+            ("idempotency_key", task.idempotency_key, key),
+            ("task_type", task.task_type, "noop"),
+            ("payload", task.payload, payload),
+            ("max_attempts", task.max_attempts, 5),
+            ("attempts", task.attempts, 1),
+        )
+        if got != sent
+    ]
+    require_none(
+        wrong, "spec 2.1/3.2: the task echoes the request, max_attempts 0 -> 5", task=task, events=events
+    )
+
+
+@pytest.mark.required
+@pytest.mark.parametrize("max_attempts", [1, 7, 100])
+async def test_explicit_max_attempts_is_reported_as_given(harness: TestHarness, max_attempts: int) -> None:
+    """spec 3.2: max_attempts 1 to 100 are allowed as given and Task.max_attempts reports them."""
+    answer = await harness.submit("noop", max_attempts=max_attempts)
+    task, events = await finished(harness, answer.task_id)
+    require(
+        answer.created and task.max_attempts == max_attempts,
+        f"spec 3.2: max_attempts={max_attempts} is allowed and reported as given",
+        task=task,
+        events=events,
+    )
+
+
+@pytest.mark.required
+async def test_noop_result_is_empty(harness: TestHarness) -> None:
+    """spec 6: noop ignores its payload and succeeds with an empty result."""
+    answer = await harness.submit("noop", b"ignored")
+    task, events = await finished(harness, answer.task_id)
+    require(
+        task.status == pb.TASK_STATUS_COMPLETED and task.result == b"",
+        "spec 6: noop succeeds with an empty result",
+        seen=f"result={task.result!r}",
+        task=task,
+        events=events,
+    )
+
+
+@pytest.mark.required
+@pytest.mark.parametrize(
+    "payload",
+    [bytes(range(256)) * 4, b"", b"\x00\x00\x00"],
+    ids=["all-byte-values", "empty", "zero-bytes"],
+)
+async def test_echo_result_equals_payload(harness: TestHarness, payload: bytes) -> None:
+    """spec 6, 2.4: echo succeeds and its result equals the payload byte for byte."""
+    answer = await harness.submit("echo", payload)
+    task, events = await finished(harness, answer.task_id)
+    require(
+        task.status == pb.TASK_STATUS_COMPLETED and task.result == payload,
+        "spec 6: echo's result equals its payload",
+        seen=f"result has {len(task.result)} bytes, payload {len(payload)}; equal={task.result == payload}",
+        task=task,
+        events=events,
+    )
+
+
+@pytest.mark.required
+@pytest.mark.parametrize("ms", [0, 200])
+async def test_sleep_completes(harness: TestHarness, ms: int) -> None:
+    """spec 6, 4.4: sleep {"ms": N} succeeds (after about N ms) in one attempt."""
+    answer = await harness.submit("sleep", json.dumps({"ms": ms}).encode())
+    task, events = await finished(harness, answer.task_id)
+    require(task.status == pb.TASK_STATUS_COMPLETED, "spec 6: sleep succeeds", task=task, events=events)
+    require_history(events, [SUBMITTED, processing(1), completed(1)], "spec 6: sleep succeeds at once", task)
+
+
+@pytest.mark.required
+async def test_created_at_never_changes(harness: TestHarness) -> None:
+    """spec 2.4: created_at never changes; updated_at is never before created_at and never goes back."""
+    answer = await harness.submit("noop")
+    first = await harness.api.get(answer.task_id)
+    last, events = await finished(harness, answer.task_id)
+    problems = timestamp_violations(first) + timestamp_violations(last)
+    if last.created_at != first.created_at:
+        problems.append(
+            f"created_at changed from {first.created_at.ToJsonString()} to {last.created_at.ToJsonString()}"
+        )
+    if last.updated_at.ToNanoseconds() < first.updated_at.ToNanoseconds():
+        problems.append("updated_at went backwards")
+    require_none(
+        problems,
+        "spec 2.4: created_at constant, updated_at >= created_at and rising",
+        task=last,
+        events=events,
+    )
+
+
+@pytest.mark.required
+@pytest.mark.parametrize("service", ["", SERVICE_NAME], ids=["overall", "service"])
+async def test_health_is_serving(harness: TestHarness, service: str) -> None:
+    """spec 1.2: grpc.health.v1.Health answers SERVING for "" and for taskqueue.v1.TaskQueue."""
+    try:
+        status = await harness.api.health(service)
+    except grpc.aio.AioRpcError as error:
+        violated(f"spec 1.2: health Check({service!r}) answers SERVING", seen=error.code().name)
+    require(
+        status == _SERVING, f"spec 1.2: health Check({service!r}) answers SERVING", seen=f"status {status}"
+    )
+
+
+@pytest.mark.required
+async def test_server_info_describes_the_contract(harness: TestHarness) -> None:
+    """spec 8.3: GetServerInfo lists the five types, default_max_attempts 5, max_payload_bytes >= 65536."""
+    info = await harness.api.server_info()
+    problems = [f"task_types lacks {name!r}" for name in CONFORMANCE_TYPES if name not in info.task_types]
+    if info.default_max_attempts != 5:
+        problems.append(f"default_max_attempts is {info.default_max_attempts}, must be 5")
+    if info.max_payload_bytes < 65536:
+        problems.append(f"max_payload_bytes is {info.max_payload_bytes}, must be at least 65536")
+    require_none(problems, "spec 8.3: GetServerInfo describes the contract")
+
+
+async def _listed_services(channel: grpc.aio.Channel) -> tuple[list[str], str]:
+    """The services reflection lists (v1, else v1alpha), and what the attempts answered."""
+    request = reflection_pb2.ServerReflectionRequest(list_services="")
+    answers = []
+    for method in _REFLECTION_METHODS:
+        call = channel.stream_stream(
+            method,
+            request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+            response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+        )
+        try:
+            responses = [response async for response in call(iter([request]), timeout=10)]
+        except grpc.aio.AioRpcError as error:
+            answers.append(f"{method}: {error.code().name}")
+            continue
+        names = [
+            service.name for response in responses for service in response.list_services_response.service
+        ]
+        return names, f"{method}: {names}"
+    return [], "; ".join(answers)
+
+
+@pytest.mark.optional
+async def test_reflection_lists_the_service(harness: TestHarness) -> None:
+    """spec 1.3 (SHOULD): server reflection (v1 or v1alpha) lists taskqueue.v1.TaskQueue."""
+    names, seen = await _listed_services(harness.api.channel)
+    require(SERVICE_NAME in names, "spec 1.3: reflection lists taskqueue.v1.TaskQueue", seen=seen)

@@ -1,0 +1,99 @@
+"""Recovery (spec 7.2, 7.3): a worker killed mid-attempt loses no task, and the outcome is recorded once.
+
+Harness-owned only: the scenarios kill (SIGKILL) and restart the worker process the harness runs.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pytest_taskqueue import TestHarness
+from scenarios._checks import (
+    attempts_of,
+    count,
+    history_violations,
+    require,
+    require_none,
+    status_name,
+    terminal_task_violations,
+    violated,
+)
+from scenarios._support import finished
+from taskqueue_proto import taskqueue_pb2 as pb
+
+pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.recovery]
+
+_TRIES = 3
+"""Set-up tries: if an attempt ends before the kill lands, the next try uses a longer sleep."""
+
+
+def _sleep_ms(harness: TestHarness, attempt: int) -> int:
+    """Long enough to kill the worker mid-attempt, short of the visibility timeout when possible."""
+    return int(max(1500, harness.visibility_timeout * 750) * 1.5 ** (attempt - 1))
+
+
+@pytest.mark.required
+@pytest.mark.harness_only
+async def test_worker_killed_mid_attempt_completes_exactly_once(harness: TestHarness) -> None:
+    """spec 7.2, 7.1: after a worker dies mid-attempt, another attempt starts and the task completes once.
+
+    The abandoned attempt counts as an attempt (PROCESSING numbers rise by one); it may or may not
+    be recorded as FAILED. Exactly one COMPLETED, and it is the last event.
+    """
+    interrupted: str | None = None
+    after_kill = pb.Task()
+    for attempt in range(1, _TRIES + 1):
+        payload = json.dumps({"ms": _sleep_ms(harness, attempt)}).encode()
+        answer = await harness.submit("sleep", payload)
+        await harness.wait_for_status(answer.task_id, pb.TASK_STATUS_PROCESSING)
+        harness.worker.kill()
+        after_kill = await harness.api.get(answer.task_id)
+        harness.worker.start()
+        await harness.worker.wait_ready()
+        if after_kill.status == pb.TASK_STATUS_PROCESSING:
+            interrupted = answer.task_id
+            break
+    if interrupted is None:
+        violated(
+            f"set-up: the attempt must still be running when the worker is killed ({_TRIES} tries)",
+            seen=f"status after the last kill: {status_name(after_kill.status)}",
+        )
+    task, events = await finished(harness, interrupted)
+    problems = history_violations(events, max_attempts=task.max_attempts) + terminal_task_violations(
+        task, events
+    )
+    if task.status != pb.TASK_STATUS_COMPLETED:
+        problems.append(f"spec 7.2: the task ends {status_name(task.status)}, sleep must complete")
+    if count(events, pb.TASK_EVENT_TYPE_COMPLETED) != 1:
+        problems.append(
+            f"spec 7.1: {count(events, pb.TASK_EVENT_TYPE_COMPLETED)} COMPLETED events, exactly 1 allowed"
+        )
+    if len(attempts_of(events, pb.TASK_EVENT_TYPE_PROCESSING)) < 2:
+        problems.append("spec 7.2: the abandoned attempt counts, so a second PROCESSING must follow")
+    require_none(
+        problems,
+        "spec 7.2: a task whose worker died mid-attempt completes exactly once",
+        task=task,
+        events=events,
+    )
+
+
+@pytest.mark.required
+@pytest.mark.harness_only
+async def test_task_submitted_while_the_worker_is_down_is_not_lost(harness: TestHarness) -> None:
+    """spec 7.3: a submit answered with a task_id is not lost: it completes once a worker is back."""
+    harness.worker.kill()
+    try:
+        answer = await harness.submit("echo", b"while the worker is down")
+    finally:
+        harness.worker.start()
+    await harness.worker.wait_ready()
+    task, events = await finished(harness, answer.task_id)
+    require(
+        task.status == pb.TASK_STATUS_COMPLETED and task.result == b"while the worker is down",
+        "spec 7.3: a task submitted while no worker runs completes when one is back",
+        task=task,
+        events=events,
+    )
