@@ -165,4 +165,3 @@ async def retry_until(
             if stop.is_set():
                 raise TimeoutError(f"stopped while waiting for {what}") from exc
             delay = min(delay * 2, 1.0)
-

@@ -131,4 +131,3 @@ class Queues:
                     return False
                 raise
         return True
-

@@ -36,7 +36,8 @@ DEFAULT_MAX_ATTEMPTS = 5
 MAX_ATTEMPTS_LIMIT = 100
 MAX_PAYLOAD_BYTES = 262_144
 MAX_KEY_BYTES = 256
-CAPABILITIES = ("watch_task",)
+#: Optional features listed by GetServerInfo (docs/spec.md 8.3): reflection is served.
+CAPABILITIES = ("reflection",)
 
 _STATUS = {
     Status.PENDING: taskqueue_pb2.TASK_STATUS_PENDING,
@@ -163,10 +164,14 @@ class TaskQueueService(taskqueue_pb2_grpc.TaskQueueServicer):
         With ``deadline`` the call is bounded (a few backend timeouts), so a hung backend still
         answers UNAVAILABLE in seconds even if botocore's own timeouts did not fire.
         """
+        limit = self._deadline
         try:
             if not self.ready:
                 raise RpcError(grpc.StatusCode.UNAVAILABLE, "the server is still connecting to its backends")
-            async with asyncio.timeout(self._deadline if deadline else None):
+            remaining = context.time_remaining()
+            if remaining is not None:  # answer UNAVAILABLE before the client gives up (spec 9.2)
+                limit = max(0.05, min(limit, remaining * 0.9 - 0.05))
+            async with asyncio.timeout(limit if deadline else None):
                 return await work()
         except RpcError as exc:
             await self._abort(context, exc.code, exc.message)
@@ -176,7 +181,7 @@ class TaskQueueService(taskqueue_pb2_grpc.TaskQueueServicer):
             await self._abort(context, grpc.StatusCode.UNAVAILABLE, f"backend unavailable: {exc}")
         except TimeoutError:
             await self._abort(
-                context, grpc.StatusCode.UNAVAILABLE, f"backends did not answer within {self._deadline:.0f}s"
+                context, grpc.StatusCode.UNAVAILABLE, f"backends did not answer within {limit:.1f}s"
             )
 
     @staticmethod

@@ -1,0 +1,225 @@
+"""Processes for the reference-server integration tests: moto, ElasticMQ and reference_server.
+
+Every process runs in its own session, logs to a file, and is stopped by whoever started it (the
+fixtures in conftest.py) on every exit path. Readiness is waited for by probing (an HTTP answer, a
+line on stdout) until a deadline; a timeout error carries the command line and the log's tail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SERIAL_MOTO = Path(__file__).with_name("_serial_moto.py")
+ELASTICMQ_CLASSPATH = Path("/tmp/emq/cp.txt")  # stand-in until pytest_taskqueue's backends land
+
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ProcessError(RuntimeError):
+    """A process did not become ready, or exited unexpectedly."""
+
+
+class Process:
+    """A child process whose stdout lines are kept (and waitable) and whose stderr goes to a log."""
+
+    def __init__(
+        self, name: str, argv: Sequence[str], log_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "wb")
+        self.popen = subprocess.Popen(
+            self.argv,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env={**os.environ, **AWS_ENV, **(env or {})},
+            text=True,
+            start_new_session=True,
+        )
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, name=f"{name}-stdout", daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            with self._changed:
+                self.lines.append(line.rstrip("\n"))
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def describe(self) -> str:
+        """Command line, exit status, stdout and the tail of the log: for error messages."""
+        try:
+            tail = self.log_path.read_text(errors="replace")[-3000:]
+        except OSError:
+            tail = "(no log)"
+        return (
+            f"{self.name}: {' '.join(self.argv)}\n  exit status: {self.popen.poll()}\n"
+            f"  stdout: {self.lines[-20:]}\n  log tail:\n{tail}"
+        )
+
+    def wait_line(self, starts_with: str, timeout: float) -> str:
+        """Wait for a stdout line starting with ``starts_with``; returns it."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                for line in self.lines:
+                    if line.startswith(starts_with):
+                        return line
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or (self.popen.poll() is not None and not self._reader.is_alive()):
+                    raise ProcessError(f"no line {starts_with!r} within {timeout}s\n{self.describe()}")
+                self._changed.wait(remaining)
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` if the process still runs."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the exit; returns the exit status (negative: killed by that signal)."""
+        return self.popen.wait(timeout)
+
+    def stop(self, timeout: float = 20.0) -> int:
+        """SIGTERM, then SIGKILL if it does not exit in ``timeout``; always closes the log."""
+        try:
+            if self.popen.poll() is None:
+                self.popen.send_signal(signal.SIGTERM)
+                try:
+                    self.popen.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.popen.kill()
+                    self.popen.wait()
+            return self.popen.returncode
+        finally:
+            self._log.close()
+            self._reader.join(timeout=5)
+
+    def kill(self) -> None:
+        """SIGKILL and reap."""
+        if self.popen.poll() is None:
+            self.popen.kill()
+        self.popen.wait()
+
+
+def _wait_http(process: Process, url: str, timeout: float) -> None:
+    """Probe ``url`` until any HTTP answer comes back (status codes do not matter)."""
+    deadline = time.monotonic() + timeout
+    delay = 0.05
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return  # it answered
+        except (urllib.error.URLError, OSError):
+            pass
+        if process.popen.poll() is not None or time.monotonic() > deadline:
+            raise ProcessError(f"{url} did not answer within {timeout}s\n{process.describe()}")
+        time.sleep(delay)  # probe interval of a readiness wait
+        delay = min(delay * 2, 0.5)
+
+
+def start_moto(log_dir: Path, name: str = "moto") -> tuple[Process, str]:
+    """moto's server with serialised requests; returns the process and its endpoint URL."""
+    port = free_port()
+    process = Process(
+        name, [sys.executable, str(SERIAL_MOTO), "--host", "127.0.0.1", "--port", str(port)], log_dir
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(process, url + "/", 60)
+    except BaseException:
+        process.kill()
+        raise
+    return process, url
+
+
+def elasticmq_available() -> bool:
+    """Whether an ElasticMQ classpath is at hand."""
+    return ELASTICMQ_CLASSPATH.is_file()
+
+
+def start_elasticmq(log_dir: Path) -> tuple[Process, str]:
+    """ElasticMQ on a free port; returns the process and its endpoint URL."""
+    port = free_port()
+    conf = log_dir / "elasticmq.conf"
+    conf.write_text(
+        'include classpath("application.conf")\n'
+        f'node-address {{ protocol = http, host = 127.0.0.1, port = {port}, context-path = "" }}\n'
+        f'rest-sqs {{ enabled = true, bind-port = {port}, bind-hostname = "127.0.0.1",\n'
+        "  sqs-limits = strict }\n"
+        "rest-stats { enabled = false }\n"
+    )
+    classpath = ELASTICMQ_CLASSPATH.read_text().strip()
+    process = Process(
+        "elasticmq",
+        ["java", f"-Dconfig.file={conf}", "-cp", classpath, "org.elasticmq.server.Main"],
+        log_dir,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_http(process, url + "/?Action=ListQueues", 90)
+    except BaseException:
+        process.kill()
+        raise
+    return process, url
+
+
+class ReferenceProcess(Process):
+    """A ``python -m reference_server`` process."""
+
+    port: int = 0
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def start_reference(
+    mode: str, args: Sequence[str], log_dir: Path, name: str, *, timeout: float = 60.0
+) -> ReferenceProcess:
+    """Start the reference server in ``mode`` and wait for its start-up line(s) (not for health)."""
+    argv = [sys.executable, "-m", "reference_server", mode, *args]
+    process = ReferenceProcess(name, argv, log_dir)
+    try:
+        if mode in ("serve", "all"):
+            line = process.wait_line("listening on ", timeout)
+            process.port = int(line.rsplit(":", 1)[1])
+        if mode in ("worker", "all"):
+            process.wait_line("worker ready", timeout)
+    except BaseException:
+        process.kill()
+        with contextlib.suppress(Exception):
+            process.stop()
+        raise
+    return process
