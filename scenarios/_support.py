@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
+from google.protobuf import text_format
+from google.protobuf.message import Message
 
 from scenarios._checks import event_name, format_statuses, require, violated
 from taskqueue_proto import taskqueue_pb2 as pb
@@ -80,7 +82,10 @@ async def expect_error(
             seen=f"{error.code().name}: {error.details()!r} (expected {wanted})",
         )
         return error
-    violated(rule, seen=f"the call succeeded: {str(answer).strip()!r}")
+    shown = (
+        text_format.MessageToString(answer, as_one_line=True) if isinstance(answer, Message) else repr(answer)
+    )
+    violated(rule, seen=f"the call succeeded: {shown}")
 
 
 async def drain(stream: AsyncIterator[pb.Task]) -> list[pb.Task]:

@@ -34,7 +34,9 @@ async def test_fail_always_is_dead_after_exactly_max_attempts(
     """spec 5.3, 5.4: fail_always ends DEAD after exactly max_attempts FAILED (1..n), DEAD after FAILED(n)."""
     answer = await harness.submit("fail_always", max_attempts=submitted)
     task, events = await finished(harness, answer.task_id)
-    rule = f"spec 5.3: fail_always, max_attempts={submitted}: DEAD after exactly {effective} failed attempts"
+    rule = (
+        f"spec 5.3: fail_always, max_attempts={submitted}: DEAD after exactly {effective} failed attempt(s)"
+    )
     require(task.status == pb.TASK_STATUS_DEAD and task.attempts == effective, rule, task=task, events=events)
     require_history(events, failing_history(effective, then=DEAD), rule, task)
 
@@ -46,7 +48,7 @@ async def test_failed_attempts_record_their_error(harness: TestHarness) -> None:
     task, events = await finished(harness, answer.task_id)
     problems = history_violations(events, max_attempts=2) + terminal_task_violations(task, events)
     if not task.last_error:
-        problems.append("spec 2.4/5.1: last_error is empty after failed attempts")
+        problems.append("spec 2.4/5.1: last_error is empty after failed attempt(s)")
     if attempts_of(events, pb.TASK_EVENT_TYPE_FAILED) != [1, 2]:
         problems.append(
             f"spec 5.1: FAILED attempts are {attempts_of(events, pb.TASK_EVENT_TYPE_FAILED)}, not [1, 2]"

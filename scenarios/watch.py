@@ -54,7 +54,7 @@ async def test_watch_streams_to_the_terminal_state(
         problems.append("spec 8.2: a snapshot is of another task")
     if snapshots[-1].status != final:
         problems.append(
-            f"spec 8.2: the last snapshot is {status_name(snapshots[-1].status)}, not the terminal one"
+            f"spec 8.2: last snapshot {status_name(snapshots[-1].status)}, expected {status_name(final)}"
         )
     require_none(
         problems, f"spec 8.2/2.2: WatchTask streams legal snapshots to the terminal one ({statuses})"
