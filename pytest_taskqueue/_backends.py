@@ -1,0 +1,512 @@
+"""The real local backends of the reference stack: ElasticMQ (SQS), moto (DynamoDB), Toxiproxy.
+
+Each backend is a context manager (or ``start()``/``stop()``) that runs one ``ManagedProcess`` on a
+127.0.0.1 port chosen when the object is made, so ``endpoint`` is known before it starts. What a
+backend needs from outside is fetched into the cache folder on first use, with a progress line on
+stderr: ElasticMQ's classpath is resolved by Maven (the jars stay in Maven's ``~/.m2``) and the
+Toxiproxy binary is built with ``go install`` by ``fault_injection.ensure_toxiproxy``. A missing
+``java``, ``mvn`` or ``go`` raises ``MissingToolError`` with one line saying what to install.
+
+ElasticMQ starts in about 1.3 s on this kind of machine; a Java class-data-sharing archive of its
+classes (written to the cache when the first run exits) brings later starts to about 0.5 s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Self
+
+from pytest_taskqueue._cache import cache_dir, cache_lock
+from pytest_taskqueue._procs import (
+    BackendStartError,
+    HttpWait,
+    ManagedProcess,
+    MissingToolError,
+    WaitStrategy,
+    display_command,
+    free_port,
+)
+
+__all__ = [
+    "ELASTICMQ_ARTIFACT",
+    "ELASTICMQ_VERSION",
+    "ElasticMQ",
+    "LocalBackend",
+    "MotoServer",
+    "ToxiproxyServer",
+    "child_environment",
+    "ensure_elasticmq",
+    "require_tool",
+]
+
+ELASTICMQ_VERSION = "1.6.16"
+"""ElasticMQ release (1.6.16 is the first with the JSON protocol that current botocore speaks)."""
+ELASTICMQ_ARTIFACT = f"org.elasticmq:elasticmq-server_2.13:{ELASTICMQ_VERSION}"
+_DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
+_MAVEN_TIMEOUT_S = 1800.0
+_PROGRESS_EVERY_S = 2.0
+
+JAVA_HINT = "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
+MAVEN_HINT = "install Apache Maven (Debian: apt-get install maven)"
+GO_HINT = "install Go >= 1.22 (https://go.dev/dl/) and put `go` on PATH"
+
+_ROOT = Path(__file__).resolve().parent.parent
+
+
+def require_tool(program: str, why: str, hint: str) -> str:
+    """Absolute path of ``program`` on PATH, else MissingToolError('<program> not found ...: <hint>')."""
+    found = shutil.which(program)
+    if found is None:
+        raise MissingToolError(program, f"{program} not found on PATH ({why}): {hint}")
+    return found
+
+
+def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment for a child, with this source tree importable by ``python -m``."""
+    env = dict(os.environ)
+    if (_ROOT / "pytest_taskqueue").is_dir() and not (_ROOT / "site-packages").exists():
+        paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+        if str(_ROOT) not in paths:
+            env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *paths])
+    env.update(extra or {})
+    return env
+
+
+# ------------------------------------------------------------------------------------ base class
+
+
+class LocalBackend:
+    """One backend process on ``host:port`` (port 0: a free one, chosen now); a context manager."""
+
+    name = "backend"
+    log_name = "backend.log"
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        log_dir: Path | None = None,
+        start_timeout: float = 60.0,
+        progress: IO[str] | None = sys.stderr,
+    ) -> None:
+        self.host = host
+        self.port = port or free_port(host)
+        self.log_dir = Path(log_dir) if log_dir is not None else Path(tempfile.mkdtemp(prefix="taskqueue-"))
+        self.start_timeout = start_timeout
+        self.progress = progress
+        self.process: ManagedProcess | None = None
+
+    @property
+    def endpoint(self) -> str:
+        """The backend's URL, e.g. ``http://127.0.0.1:4566``."""
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        """Where the process writes its output."""
+        return self.log_dir / self.log_name
+
+    @property
+    def pid(self) -> int | None:
+        """The process id while it runs (or of the last run)."""
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the process runs."""
+        return self.process is not None and self.process.running
+
+    def prepare(self) -> None:
+        """Fetch or build what the process needs (may download on first use); default: nothing."""
+
+    def command(self) -> list[str]:
+        """The command line of the process."""
+        raise NotImplementedError
+
+    def wait_strategy(self) -> WaitStrategy:
+        """How readiness is probed."""
+        raise NotImplementedError
+
+    def _make_process(self) -> ManagedProcess:
+        return ManagedProcess(
+            self.name,
+            self.command(),
+            log_path=self.log_path,
+            wait=self.wait_strategy(),
+            env=child_environment(),
+            start_timeout=self.start_timeout,
+        )
+
+    def start(self) -> Self:
+        """Prepare, spawn and wait until ready; BackendStartError (after cleaning up) when it cannot."""
+        if self.running:
+            return self
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.prepare()
+        self.process = self._make_process()
+        self.process.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop the process (SIGTERM, then SIGKILL); idempotent."""
+        if self.process is not None:
+            self.process.stop()
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.endpoint} pid={self.pid} running={self.running}>"
+
+
+# ------------------------------------------------------------------------------------- ElasticMQ
+
+
+def _say(progress: IO[str] | None, line: str) -> None:
+    if progress is not None:
+        print(line, file=progress, flush=True)
+
+
+def _classpath_usable(classpath_file: Path) -> bool:
+    """True when the stored classpath exists and every jar in it is still on disk."""
+    try:
+        classpath = classpath_file.read_text().strip()
+    except OSError:
+        return False
+    return bool(classpath) and all(Path(jar).is_file() for jar in classpath.split(os.pathsep))
+
+
+_POM = """<?xml version="1.0" encoding="UTF-8"?>
+<!-- Written by pytest-taskqueue: resolves ElasticMQ's runtime classpath; nothing is built. -->
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <modelVersion>4.0.0</modelVersion>
+  <groupId>local.pytest-taskqueue</groupId>
+  <artifactId>elasticmq-classpath</artifactId>
+  <version>1</version>
+  <packaging>pom</packaging>
+  <dependencies>
+    <dependency>
+      <groupId>org.elasticmq</groupId>
+      <artifactId>elasticmq-server_2.13</artifactId>
+      <version>{version}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+
+def ensure_elasticmq(cache: Path | None = None, *, progress: IO[str] | None = sys.stderr) -> Path:
+    """Return the file holding ElasticMQ's classpath, resolving it with Maven on first use.
+
+    The classpath file is ``<cache>/elasticmq-<version>/classpath.txt``; Maven keeps the jars in
+    its own repository (``~/.m2``). Concurrent callers (xdist workers) wait on a lock and then find
+    the finished file. Raises MissingToolError without ``mvn``, BackendStartError if Maven fails.
+    """
+    cache = cache if cache is not None else cache_dir()
+    folder = cache / f"elasticmq-{ELASTICMQ_VERSION}"
+    classpath_file = folder / "classpath.txt"
+    if _classpath_usable(classpath_file):
+        return classpath_file
+    folder.mkdir(parents=True, exist_ok=True)
+    with cache_lock(cache, f"elasticmq-{ELASTICMQ_VERSION}"):
+        if _classpath_usable(classpath_file):
+            return classpath_file
+        mvn = require_tool("mvn", f"needed once to fetch ElasticMQ {ELASTICMQ_VERSION}", MAVEN_HINT)
+        (folder / "pom.xml").write_text(_POM.format(version=ELASTICMQ_VERSION))
+        partial = folder / f"classpath.txt.{os.getpid()}.tmp"
+        argv = [
+            mvn,
+            "-B",
+            "-f",
+            str(folder / "pom.xml"),
+            f"{_DEPENDENCY_PLUGIN}:build-classpath",
+            f"-Dmdep.outputFile={partial}",
+        ]
+        _run_maven(argv, folder / "maven.log", progress)
+        os.replace(partial, classpath_file)
+    return classpath_file
+
+
+def _run_maven(argv: list[str], log_path: Path, progress: IO[str] | None) -> None:
+    """Run Maven with its output in ``log_path``, printing a download count every few seconds."""
+    _say(progress, f"downloading ElasticMQ {ELASTICMQ_VERSION} with Maven (first run only)...")
+    started = time.monotonic()
+    downloaded = 0
+    last_report = started
+    with open(log_path, "w", encoding="utf-8") as log:
+        process = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+        )
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                log.write(line)
+                if line.startswith("Downloaded from"):
+                    downloaded += 1
+                now = time.monotonic()
+                if downloaded and now - last_report >= _PROGRESS_EVERY_S:
+                    _say(progress, f"  ... {downloaded} files downloaded ({now - started:.0f} s)")
+                    last_report = now
+            code = process.wait(timeout=_MAVEN_TIMEOUT_S)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    if code != 0:
+        raise BackendStartError(
+            "ElasticMQ",
+            f"Maven could not resolve {ELASTICMQ_ARTIFACT} (exit {code})",
+            command=display_command(argv),
+            log_path=log_path,
+            log_tail="\n".join(log_path.read_text(errors="replace").splitlines()[-25:]),
+        )
+    _say(
+        progress,
+        f"ElasticMQ {ELASTICMQ_VERSION} ready in the cache ({downloaded} files downloaded, "
+        f"{time.monotonic() - started:.1f} s)",
+    )
+
+
+_ELASTICMQ_CONF = """# Written by pytest-taskqueue for one ElasticMQ process.
+include classpath("application.conf")
+node-address {{ protocol = http, host = "{host}", port = {port}, context-path = "" }}
+rest-sqs {{ enabled = true, bind-port = {port}, bind-hostname = "{host}", sqs-limits = strict }}
+rest-stats {{ enabled = false }}
+"""
+
+
+class ElasticMQ(LocalBackend):
+    """ElasticMQ, the real SQS-compatible server, run with ``java`` from its Maven Central jars.
+
+    Args:
+        cds: use (and on the first run, write) a class-data-sharing archive in the cache.
+    """
+
+    name = "ElasticMQ"
+    log_name = "elasticmq.log"
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        log_dir: Path | None = None,
+        start_timeout: float = 60.0,
+        progress: IO[str] | None = sys.stderr,
+        cache: Path | None = None,
+        cds: bool = True,
+    ) -> None:
+        super().__init__(
+            port=port, host=host, log_dir=log_dir, start_timeout=start_timeout, progress=progress
+        )
+        self.cache = cache
+        self.cds = cds and os.environ.get("TASKQUEUE_ELASTICMQ_CDS", "1") != "0"
+        self._java = ""
+        self._argfile: Path | None = None
+        self._archive: Path | None = None
+        self._dumping: Path | None = None
+
+    def prepare(self) -> None:
+        self._java = require_tool("java", "ElasticMQ runs on the JVM", JAVA_HINT)
+        classpath_file = ensure_elasticmq(self.cache, progress=self.progress)
+        folder = classpath_file.parent
+        classpath = classpath_file.read_text().strip()
+        # A java @argfile keeps the long classpath out of the command line (and error messages).
+        self._argfile = folder / "classpath.args"
+        quoted = '"' + classpath.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        wanted = f"-cp\n{quoted}\n"
+        with contextlib.suppress(OSError):
+            if self._argfile.read_text() == wanted:
+                wanted = ""
+        if wanted:
+            partial = folder / f"classpath.args.{os.getpid()}.tmp"
+            partial.write_text(wanted)
+            os.replace(partial, self._argfile)
+        java_real = Path(self._java).resolve()
+        key_source = f"{java_real}\n{java_real.stat().st_mtime_ns}\n{classpath}"
+        key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
+        self._archive = folder / f"elasticmq-{key}.jsa"
+        _remove_stale_dumps(folder)
+        (self.log_dir / "elasticmq.conf").write_text(_ELASTICMQ_CONF.format(host=self.host, port=self.port))
+
+    def _jvm_options(self) -> list[str]:
+        options = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto"]
+        self._dumping = None
+        if self.cds and self._archive is not None:
+            options += ["-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
+            if self._archive.is_file():
+                options.append(f"-XX:SharedArchiveFile={self._archive}")
+            else:
+                self._dumping = self._archive.with_name(f"{self._archive.name}.{os.getpid()}.{self.port}.tmp")
+                options.append(f"-XX:ArchiveClassesAtExit={self._dumping}")
+        return options
+
+    def command(self) -> list[str]:
+        return [
+            self._java,
+            *self._jvm_options(),
+            f"-Dconfig.file={self.log_dir / 'elasticmq.conf'}",
+            f"@{self._argfile}",
+            "org.elasticmq.server.Main",
+        ]
+
+    def wait_strategy(self) -> WaitStrategy:
+        return HttpWait(f"{self.endpoint}/?Action=ListQueues", accept=lambda status: status == 200)
+
+    def _make_process(self) -> ManagedProcess:
+        process = super()._make_process()
+        if self._dumping is not None:
+            process.stop_timeout = 20.0  # the archive is written while the JVM exits
+        return process
+
+    def start(self) -> Self:
+        try:
+            return super().start()
+        except BackendStartError as error:
+            archive = self._archive
+            used_archive = archive is not None and self._dumping is None and self.cds
+            if not used_archive or "exited with code" not in error.reason or archive is None:
+                self.stop()
+                raise
+            # A damaged or foreign archive can crash the JVM at start: drop it and start without.
+            with contextlib.suppress(OSError):
+                archive.unlink()
+            self.cds = False
+            return super().start()
+
+    def stop(self) -> None:
+        super().stop()
+        dumping, self._dumping = self._dumping, None
+        if dumping is None or self._archive is None:
+            return
+        process = self.process
+        exited_cleanly = process is not None and process.returncode in (0, 143)
+        if exited_cleanly and dumping.is_file() and dumping.stat().st_size > 0:
+            os.replace(dumping, self._archive)
+        else:
+            with contextlib.suppress(OSError):
+                dumping.unlink()
+
+
+def _remove_stale_dumps(folder: Path) -> None:
+    """Delete half-written archives left by harness processes that no longer exist."""
+    for leftover in folder.glob("*.jsa.*.tmp"):
+        try:
+            owner = int(leftover.name.split(".")[-3])
+        except (IndexError, ValueError):
+            continue
+        if owner != os.getpid() and not Path(f"/proc/{owner}").exists():
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+
+# ------------------------------------------------------------------------------------------- moto
+
+
+class MotoServer(LocalBackend):
+    """The DynamoDB stand-in: ``python -m pytest_taskqueue._moto_server`` (requests serialised)."""
+
+    name = "moto (DynamoDB)"
+    log_name = "moto.log"
+
+    def command(self) -> list[str]:
+        return [
+            sys.executable,
+            "-m",
+            "pytest_taskqueue._moto_server",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
+
+    def wait_strategy(self) -> WaitStrategy:
+        # A (fake-)signed DynamoDB ListTables: proves the DynamoDB backend itself answers.
+        return HttpWait(
+            self.endpoint + "/",
+            method="POST",
+            body=b"{}",
+            headers={
+                "Content-Type": "application/x-amz-json-1.0",
+                "X-Amz-Target": "DynamoDB_20120810.ListTables",
+                "Authorization": (
+                    "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/dynamodb/aws4_request, "
+                    "SignedHeaders=host, Signature=0"
+                ),
+            },
+            accept=lambda status: status == 200,
+        )
+
+
+# -------------------------------------------------------------------------------------- Toxiproxy
+
+
+def ensure_toxiproxy_binary(cache: Path | None = None) -> Path:
+    """The Toxiproxy server binary from ``fault_injection.ensure_toxiproxy`` (built on first use)."""
+    from fault_injection import ToxiproxyInstallError, ensure_toxiproxy
+
+    try:
+        return ensure_toxiproxy(cache if cache is not None else cache_dir())
+    except ToxiproxyInstallError as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
+        if shutil.which("go") is None:
+            raise MissingToolError(
+                "go", f"go not found on PATH (needed once to build Toxiproxy): {GO_HINT}"
+            ) from error
+        raise BackendStartError("Toxiproxy", first, log_tail=str(error)) from error
+
+
+class ToxiproxyServer(LocalBackend):
+    """Shopify's Toxiproxy server (its HTTP API at ``endpoint``)."""
+
+    name = "Toxiproxy"
+    log_name = "toxiproxy.log"
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        log_dir: Path | None = None,
+        start_timeout: float = 30.0,
+        progress: IO[str] | None = sys.stderr,
+        cache: Path | None = None,
+    ) -> None:
+        super().__init__(
+            port=port, host=host, log_dir=log_dir, start_timeout=start_timeout, progress=progress
+        )
+        self.cache = cache
+        self._binary: Path | None = None
+
+    def prepare(self) -> None:
+        self._binary = ensure_toxiproxy_binary(self.cache)
+
+    def command(self) -> list[str]:
+        return [str(self._binary), "-host", self.host, "-port", str(self.port)]
+
+    def wait_strategy(self) -> WaitStrategy:
+        return HttpWait(f"{self.endpoint}/version", accept=lambda status: status == 200)

@@ -1,0 +1,644 @@
+"""Process supervision for the harness-owned stack: start, wait until ready, stop on every path.
+
+``ManagedProcess`` runs one command with its output appended to a log file, in a process group of
+its own, and with Linux's parent-death signal set so the child dies with the harness even when the
+harness is SIGKILLed. It waits for readiness with a ``WaitStrategy`` (HTTP, TCP, a log line, gRPC
+health) that probes until a deadline, backing off a little between probes and returning early when
+the process exits; nothing sleeps a fixed time. A start that fails (early exit, timeout, missing
+binary) stops what it started and raises ``BackendStartError`` whose first line names the backend,
+the reason and the command line, followed by the tail of the log.
+
+Parent-death signals are tied to the *thread* that forked the child, not the process: a child
+started from a short-lived thread would be killed when that thread ends. All children are therefore
+forked by one long-lived daemon thread (``_Spawner``), whichever thread asks for the start.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import ctypes
+import http.client
+import os
+import queue
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+__all__ = [
+    "AllOf",
+    "BackendStartError",
+    "GrpcHealthWait",
+    "HttpWait",
+    "LogLineWait",
+    "ManagedProcess",
+    "MissingToolError",
+    "TcpWait",
+    "WaitStrategy",
+    "display_command",
+    "free_port",
+    "free_ports",
+]
+
+_LOG_TAIL_LINES = 30
+_LOG_TAIL_BYTES = 16_384
+_FIRST_DELAY_S = 0.005
+_MAX_DELAY_S = 0.1
+_PR_SET_PDEATHSIG = 1
+
+
+class BackendStartError(RuntimeError):
+    """A backend or stack process could not be started.
+
+    ``summary`` is one line naming the backend, what went wrong, its command line and log file;
+    ``str()`` adds the tail of the log on the following lines.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        reason: str,
+        *,
+        command: str | None = None,
+        log_path: Path | None = None,
+        log_tail: str = "",
+    ) -> None:
+        self.name = name
+        self.reason = reason
+        self.command = command
+        self.log_path = log_path
+        self.log_tail = log_tail
+        parts = [f"{name}: {reason}"]
+        if command:
+            parts.append(f"command: {command}")
+        if log_path is not None:
+            parts.append(f"log: {log_path}")
+        self.summary = " ".join(" | ".join(parts).split())
+        message = self.summary
+        if log_tail.strip():
+            message += f"\n--- last lines of {log_path or 'the log'} ---\n{log_tail.rstrip()}"
+        super().__init__(message)
+
+
+class MissingToolError(BackendStartError):
+    """A program the stack needs (``java``, ``mvn``, ``go``) is not installed; the message says what to do."""
+
+    def __init__(self, name: str, reason: str) -> None:
+        super().__init__(name, reason)
+
+
+# --------------------------------------------------------------------------------------------- ports
+
+
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Return ``count`` distinct ports that were free on ``host`` a moment ago.
+
+    All sockets stay bound until every port is chosen, so the ports are distinct; a port can still
+    be taken by someone else between this call and its use (the usual race of this technique).
+    """
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind((host, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a port that was free on ``host`` a moment ago."""
+    return free_ports(1, host)[0]
+
+
+# --------------------------------------------------------------------------------------- spawning
+
+try:
+    _LIBC: Any = ctypes.CDLL(None, use_errno=True)
+    _PRCTL: Any = _LIBC.prctl
+except (OSError, AttributeError):  # not Linux: no parent-death signal, the group kill still works
+    _PRCTL = None
+
+
+def _child_setup(death_signal: int, parent_pid: int) -> Callable[[], None]:
+    """The ``preexec_fn``: ask Linux to send ``death_signal`` to the child when its parent dies."""
+
+    def setup() -> None:
+        if _PRCTL is not None:
+            _PRCTL(_PR_SET_PDEATHSIG, death_signal, 0, 0, 0)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return setup
+
+
+class _Spawner:
+    """One long-lived daemon thread that forks every child (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._requests: queue.SimpleQueue[tuple[Callable[[], subprocess.Popen[bytes]], Future[Any]]] = (
+            queue.SimpleQueue()
+        )
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def popen(self, make: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+        """Run ``make`` (which calls ``subprocess.Popen``) on the spawner thread and return its result."""
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="taskqueue-spawner", daemon=True)
+                self._thread.start()
+        future: Future[subprocess.Popen[bytes]] = Future()
+        self._requests.put((make, future))
+        return future.result()
+
+    def _run(self) -> None:
+        while True:
+            make, future = self._requests.get()
+            try:
+                future.set_result(make())
+            except BaseException as error:
+                future.set_exception(error)
+
+
+_SPAWNER = _Spawner()
+_LIVE: set[ManagedProcess] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_leftovers() -> None:
+    """Last resort at interpreter exit: stop whatever a caller forgot to stop."""
+    with _LIVE_LOCK:
+        leftovers = list(_LIVE)
+    for process in leftovers:
+        with contextlib.suppress(Exception):
+            process.stop(timeout=2.0)
+
+
+def display_command(argv: Sequence[str]) -> str:
+    """The command line as a shell would show it, with very long arguments shortened."""
+    shown = [arg if len(arg) <= 160 else f"{arg[:80]}...({len(arg)} chars)" for arg in argv]
+    return shlex.join(shown)
+
+
+# ---------------------------------------------------------------------------------------- waiting
+
+
+class WaitStrategy:
+    """How to tell that a process is ready: ``probe`` is tried until it returns True or time runs out.
+
+    A probe must return quickly (it is retried); it records why it failed in ``last_error`` so a
+    timeout can say what was seen.
+    """
+
+    last_error: str = "no probe yet"
+
+    def describe(self) -> str:
+        """What is awaited, for error messages."""
+        return type(self).__name__
+
+    def reset(self, process: ManagedProcess) -> None:
+        """Called at each start of ``process`` (before the first probe)."""
+        self.last_error = "no probe yet"
+
+    def probe(self, process: ManagedProcess) -> bool:
+        """One readiness check; True when ready."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release what the probes hold (connections)."""
+
+
+class HttpWait(WaitStrategy):
+    """Ready when an HTTP request to ``url`` gets an answer whose status passes ``accept``.
+
+    The default accepts any status below 500: the server parses HTTP, which is what "answers" means.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        method: str = "GET",
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept: Callable[[int], bool] = lambda status: status < 500,
+        probe_timeout: float = 1.0,
+    ) -> None:
+        parsed = urllib.parse.urlsplit(url)
+        if parsed.scheme != "http" or parsed.hostname is None:
+            raise ValueError(f"HttpWait needs an http:// URL, got {url!r}")
+        self.url = url
+        self._host = parsed.hostname
+        self._port = parsed.port or 80
+        self._path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+        self._method = method
+        self._body = body
+        self._headers = dict(headers or {})
+        self._accept = accept
+        self._timeout = probe_timeout
+
+    def describe(self) -> str:
+        return f"HTTP {self._method} {self.url}"
+
+    def probe(self, process: ManagedProcess) -> bool:
+        connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
+        try:
+            connection.request(self._method, self._path, body=self._body, headers=self._headers)
+            response = connection.getresponse()
+            response.read()
+        except (OSError, http.client.HTTPException) as error:
+            self.last_error = f"{type(error).__name__}: {error}"
+            return False
+        finally:
+            connection.close()
+        if self._accept(response.status):
+            return True
+        self.last_error = f"HTTP {response.status}"
+        return False
+
+
+class TcpWait(WaitStrategy):
+    """Ready when a TCP connection to ``host:port`` is accepted."""
+
+    def __init__(self, host: str, port: int, *, probe_timeout: float = 1.0) -> None:
+        self.host = host
+        self.port = port
+        self._timeout = probe_timeout
+
+    def describe(self) -> str:
+        return f"TCP connect to {self.host}:{self.port}"
+
+    def probe(self, process: ManagedProcess) -> bool:
+        try:
+            with socket.create_connection((self.host, self.port), timeout=self._timeout):
+                return True
+        except OSError as error:
+            self.last_error = f"{type(error).__name__}: {error}"
+            return False
+
+
+class LogLineWait(WaitStrategy):
+    """Ready when a line of the process's output (since this start) matches ``pattern``."""
+
+    def __init__(self, pattern: str | re.Pattern[str]) -> None:
+        self.pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
+        self._offset = 0
+        self._partial = ""
+
+    def describe(self) -> str:
+        return f"a log line matching {self.pattern.pattern!r}"
+
+    def reset(self, process: ManagedProcess) -> None:
+        super().reset(process)
+        self._offset = process.run_log_offset
+        self._partial = ""
+
+    def probe(self, process: ManagedProcess) -> bool:
+        try:
+            with open(process.log_path, "rb") as log:
+                log.seek(self._offset)
+                chunk = log.read()
+        except OSError as error:
+            self.last_error = f"cannot read the log: {error}"
+            return False
+        self._offset += len(chunk)
+        text = self._partial + chunk.decode("utf-8", "replace")
+        lines = text.split("\n")
+        self._partial = lines.pop()  # an unfinished last line waits for the rest
+        if any(self.pattern.search(line) for line in lines):
+            return True
+        self.last_error = "no matching line yet"
+        return False
+
+
+class GrpcHealthWait(WaitStrategy):
+    """Ready when ``grpc.health.v1.Health/Check`` of ``service`` ("" = overall) answers SERVING."""
+
+    def __init__(self, target: str, service: str = "", *, probe_timeout: float = 1.0) -> None:
+        self.target = target
+        self.service = service
+        self._timeout = probe_timeout
+        self._channel: Any = None
+
+    def describe(self) -> str:
+        shown = f" of service {self.service!r}" if self.service else ""
+        return f"gRPC health{shown} SERVING at {self.target}"
+
+    def probe(self, process: ManagedProcess) -> bool:
+        import grpc
+        from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+        if self._channel is None:
+            # Short reconnect backoff: the default waits a second after the first refused connect.
+            self._channel = grpc.insecure_channel(
+                self.target,
+                options=[
+                    ("grpc.initial_reconnect_backoff_ms", 20),
+                    ("grpc.min_reconnect_backoff_ms", 20),
+                    ("grpc.max_reconnect_backoff_ms", 100),
+                ],
+            )
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        try:
+            answer = stub.Check(
+                health_pb2.HealthCheckRequest(service=self.service),
+                timeout=self._timeout,
+                wait_for_ready=True,
+            )
+        except grpc.RpcError as error:
+            code = error.code() if hasattr(error, "code") else None
+            self.last_error = (
+                f"{getattr(code, 'name', code)}: {error.details() if hasattr(error, 'details') else error}"
+            )
+            return False
+        if answer.status == health_pb2.HealthCheckResponse.SERVING:
+            return True
+        self.last_error = f"health status {health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)}"
+        return False
+
+    def close(self) -> None:
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+
+
+class AllOf(WaitStrategy):
+    """Ready when every strategy has been ready once (each is probed until it is)."""
+
+    def __init__(self, *strategies: WaitStrategy) -> None:
+        self.strategies = strategies
+        self._done: set[int] = set()
+
+    def describe(self) -> str:
+        return " and ".join(strategy.describe() for strategy in self.strategies)
+
+    def reset(self, process: ManagedProcess) -> None:
+        super().reset(process)
+        self._done.clear()
+        for strategy in self.strategies:
+            strategy.reset(process)
+
+    def probe(self, process: ManagedProcess) -> bool:
+        for index, strategy in enumerate(self.strategies):
+            if index in self._done:
+                continue
+            if not strategy.probe(process):
+                self.last_error = f"{strategy.describe()}: {strategy.last_error}"
+                return False
+            self._done.add(index)
+        return True
+
+    def close(self) -> None:
+        for strategy in self.strategies:
+            strategy.close()
+
+
+# -------------------------------------------------------------------------------------- processes
+
+
+class ManagedProcess:
+    """One supervised child process (a context manager: start on enter, stop on exit).
+
+    Args:
+        name: what the process is, for messages ("ElasticMQ", "reference worker").
+        argv: the command.
+        log_path: file that receives stdout and stderr (appended to; each start writes a header).
+        wait: readiness strategy; None means ready as soon as it is spawned.
+        env: the child's whole environment (default: this process's).
+        start_timeout: seconds to wait for readiness.
+        stop_timeout: seconds between SIGTERM and SIGKILL in ``stop``.
+        death_signal: what the child gets when the harness dies.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        log_path: Path,
+        wait: WaitStrategy | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: Path | None = None,
+        start_timeout: float = 30.0,
+        stop_timeout: float = 5.0,
+        death_signal: int = signal.SIGKILL,
+    ) -> None:
+        self.name = name
+        self.argv = [str(arg) for arg in argv]
+        self.log_path = Path(log_path)
+        self.wait = wait
+        self.env = dict(env) if env is not None else None
+        self.cwd = cwd
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.death_signal = death_signal
+        self.run_log_offset = 0
+        self.starts = 0
+        self._popen: subprocess.Popen[bytes] | None = None
+        self._stopping = False
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------------------ properties
+
+    def __repr__(self) -> str:
+        return f"<ManagedProcess {self.name} pid={self.pid} running={self.running}>"
+
+    @property
+    def command_line(self) -> str:
+        """The command as one shell-quoted line (long arguments shortened)."""
+        return display_command(self.argv)
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the current (or last) run, None before the first start."""
+        return self._popen.pid if self._popen is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """Exit status of the last run (negative: killed by that signal); None while it runs."""
+        return self._popen.poll() if self._popen is not None else None
+
+    @property
+    def running(self) -> bool:
+        """True while the current run has not exited."""
+        return self._popen is not None and self._popen.poll() is None
+
+    def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
+        """The last ``lines`` lines this run wrote to its log."""
+        try:
+            with open(self.log_path, "rb") as log:
+                size = log.seek(0, os.SEEK_END)
+                start = max(self.run_log_offset, size - _LOG_TAIL_BYTES)
+                log.seek(start)
+                text = log.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -------------------------------------------------------------------------------- lifecycle
+
+    def start(self, *, wait: bool = True) -> Self:
+        """Spawn the process and (unless ``wait=False``) wait until it is ready.
+
+        Raises BackendStartError (after stopping the process) when it cannot be spawned, exits
+        early or is not ready in time.
+        """
+        with self._lock:
+            if self.running:
+                raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
+            self._stopping = False
+            self.starts += 1
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log_path, "ab") as log:
+                self.run_log_offset = log.tell()
+                header = f"--- pytest-taskqueue: start {self.starts} of {self.name}: {self.command_line}\n"
+                log.write(header.encode())
+                log.flush()
+                setup = _child_setup(self.death_signal, os.getpid())
+
+                def make() -> subprocess.Popen[bytes]:
+                    return subprocess.Popen(
+                        self.argv,
+                        stdin=subprocess.DEVNULL,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        env=self.env,
+                        cwd=self.cwd,
+                        start_new_session=True,
+                        preexec_fn=setup,
+                    )
+
+                try:
+                    self._popen = _SPAWNER.popen(make)
+                except OSError as error:
+                    raise BackendStartError(
+                        self.name,
+                        f"cannot run {self.argv[0]}: {error.strerror or error}",
+                        command=self.command_line,
+                        log_path=self.log_path,
+                    ) from error
+            with _LIVE_LOCK:
+                _LIVE.add(self)
+            if self.wait is not None:
+                self.wait.reset(self)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Probe until ready; on failure stop the process and raise BackendStartError."""
+        popen = self._popen
+        if popen is None:
+            raise RuntimeError(f"{self.name} was never started")
+        strategy = self.wait
+        if strategy is None:
+            if popen.poll() is not None:
+                self._fail(f"exited with code {popen.returncode} at start")
+            return
+        limit = self.start_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        delay = _FIRST_DELAY_S
+        try:
+            while True:
+                if popen.poll() is not None:
+                    if self._stopping:
+                        self._fail("was stopped before it was ready")
+                    self._fail(
+                        f"exited with code {popen.returncode} before it was ready "
+                        f"(waiting for {strategy.describe()})"
+                    )
+                if strategy.probe(self):
+                    return
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    self._fail(
+                        f"not ready after {limit:.1f} s (waiting for {strategy.describe()}; "
+                        f"last probe: {strategy.last_error})"
+                    )
+                # Returns early if the process exits, so an early crash is reported at once.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    popen.wait(min(delay, remaining))
+                delay = min(delay * 1.5, _MAX_DELAY_S)
+        finally:
+            strategy.close()
+
+    def _fail(self, reason: str) -> None:
+        self.stop()
+        raise BackendStartError(
+            self.name,
+            reason,
+            command=self.command_line,
+            log_path=self.log_path,
+            log_tail=self.log_tail(),
+        )
+
+    def stop(self, timeout: float | None = None) -> int | None:
+        """SIGTERM the process group, wait up to ``timeout`` (default ``stop_timeout``), then SIGKILL.
+
+        Idempotent; returns the exit status (None if never started).
+        """
+        with self._lock:
+            popen = self._popen
+            if popen is None:
+                return None
+            self._stopping = True
+            try:
+                if popen.poll() is None:
+                    self._signal_group(popen, signal.SIGTERM)
+                    try:
+                        popen.wait(self.stop_timeout if timeout is None else timeout)
+                    except subprocess.TimeoutExpired:
+                        self._signal_group(popen, signal.SIGKILL)
+                        popen.wait()
+                    # Anything the child left in its group goes too.
+                    self._signal_group(popen, signal.SIGKILL)
+            finally:
+                with _LIVE_LOCK:
+                    _LIVE.discard(self)
+            return popen.returncode
+
+    def kill(self) -> None:
+        """SIGKILL the process group now (a crash, for tests) and reap it."""
+        with self._lock:
+            popen = self._popen
+            if popen is None:
+                return
+            self._stopping = True
+            if popen.poll() is None:
+                self._signal_group(popen, signal.SIGKILL)
+                popen.wait()
+            with _LIVE_LOCK:
+                _LIVE.discard(self)
+
+    def restart(self, *, wait: bool = True) -> Self:
+        """Stop (gracefully) if running, then start again."""
+        self.stop()
+        return self.start(wait=wait)
+
+    @staticmethod
+    def _signal_group(popen: subprocess.Popen[bytes], signum: int) -> None:
+        # The child leads its own group (start_new_session), so its pid is the group id.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(popen.pid, signum)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
