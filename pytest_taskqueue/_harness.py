@@ -95,6 +95,10 @@ class HarnessNotOwnedError(RuntimeError):
     """A backend attribute was used against an external target (mark the scenario ``harness_only``)."""
 
 
+# Failure output names the public import path (``pytest_taskqueue.WaitTimeout``).
+WaitTimeout.__module__ = HarnessNotOwnedError.__module__ = "pytest_taskqueue"
+
+
 class KeyFactory:
     """Fresh idempotency keys in one test's namespace: run id, worker id, test hash, then a counter.
 
@@ -211,6 +215,7 @@ class TestHarness:
 
     async def wait_for_terminal(self, task_id: str, timeout: float | None = None) -> pb.Task:  # noqa: ASYNC109 (the agreed API: a gRPC deadline)
         """Wait until the task is COMPLETED or DEAD; return that snapshot."""
+        __tracebackhide__ = True
         return await self.wait_for_status(task_id, *sorted(TERMINAL_STATUSES), timeout=timeout)
 
     async def wait_for_status(self, task_id: str, *statuses: int, timeout: float | None = None) -> pb.Task:  # noqa: ASYNC109 (the agreed API: a gRPC deadline)
@@ -225,6 +230,7 @@ class TestHarness:
                 terminal task in another status; the message has the task's current status,
                 attempts, last error, the statuses seen and its whole event history.
         """
+        __tracebackhide__ = True  # a failure shows the scenario's line and the message, not this code
         if not statuses:
             raise ValueError("wait_for_status needs at least one status")
         wanted = tuple(statuses)

@@ -88,7 +88,9 @@ class ConformanceSession:
             return
         terminalreporter.write_sep("=", "taskqueue conformance")
         if self.info.infra_error:
-            terminalreporter.write_line(f"taskqueue verdict: {self.verdict.headline}", red=True)
+            # The error itself is the run's last line (pytest prints why the run stopped).
+            line = "taskqueue verdict: ERROR (infrastructure error, the run stopped)"
+            terminalreporter.write_line(line, red=True)
             return
         lines = render_terminal(self.recorder, self.info, self.verdict, target=self._target)
         for line in lines[:-1]:

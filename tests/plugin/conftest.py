@@ -1,0 +1,135 @@
+"""Fixtures for the plugin's pytester tests: inner runs in a temporary folder, and a fake target.
+
+Inner pytest runs load the installed plugin through its ``pytest11`` entry point, exactly as a
+user's run would. ``fake_server(...)`` starts tests/plugin/fake_server.py in a subprocess, waits
+for its ``listening on`` line (with a deadline, showing its output on failure) and stops it at the
+end of the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import pathlib
+import queue
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Enable pytester here: ``pytest_plugins`` is refused in a conftest below the rootdir."""
+    if not config.pluginmanager.has_plugin("pytester"):
+        config.pluginmanager.import_plugin("pytester")
+
+
+_SERVER = pathlib.Path(__file__).with_name("fake_server.py")
+_ROOT = pathlib.Path(__file__).resolve().parents[2]
+_READY = "listening on "
+_START_TIMEOUT_S = 30.0
+
+INNER_INI = """
+[pytest]
+asyncio_default_fixture_loop_scope = function
+"""
+"""Inner runs set pytest-asyncio's loop scope so its deprecation warning does not clutter output."""
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester) -> pytest.Pytester:
+    """A pytester folder with a quiet ini, for runs of the plugin."""
+    pytester.makeini(INNER_INI)
+    return pytester
+
+
+def _start(command: list[str]) -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        command,
+        cwd=_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+    seen: list[str] = []
+
+    def drain() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=drain, daemon=True).start()
+    deadline = time.monotonic() + _START_TIMEOUT_S
+    while (remaining := deadline - time.monotonic()) > 0:
+        try:
+            line = lines.get(timeout=remaining)
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line.rstrip())
+        if line.startswith(_READY):
+            return process, line[len(_READY) :].strip()
+    _stop(process)
+    raise RuntimeError(f"{command} did not start (exit {process.poll()}); output: {seen}")
+
+
+def _stop(process: subprocess.Popen[str]) -> None:
+    if process.stdin is not None:
+        with contextlib.suppress(OSError):
+            process.stdin.close()  # the server exits on stdin EOF
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[..., str]]:
+    """Start fake servers with the given flags (``fake_server("--no-watch")``); yields their address."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> str:
+        process, address = _start([sys.executable, str(_SERVER), *args])
+        started.append(process)
+        return address
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            _stop(process)
+
+
+@pytest.fixture
+def inmemory_server() -> Iterator[Callable[..., str]]:
+    """Start tests/servers' conforming in-memory server, with breaks: ``inmemory_server("extra_attempt")``."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*breaks: str) -> str:
+        command = [sys.executable, "-m", "tests.servers.inmemory", "--port", "0", "--exit-on-stdin-eof"]
+        process, address = _start(command + [f"--break={name}" for name in breaks])
+        started.append(process)
+        return address
+
+    try:
+        yield start
+    finally:
+        for process in started:
+            _stop(process)
+
+
+@pytest.fixture
+def dead_target() -> str:
+    """``127.0.0.1:PORT`` where nothing listens (a port just bound and released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"127.0.0.1:{port}"
