@@ -1,0 +1,185 @@
+"""The bundled suite passes against a conforming server and fails, naming the rule, against broken ones.
+
+A suite that cannot fail is worth nothing: for every break of tests/servers/inmemory, the scenario
+for the broken rule must fail and the verdict must be NOT CONFORMING.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+
+import pytest
+from servers import BREAKS
+
+from suite._runs import SuiteRun, SuiteRunner
+
+HARNESS_ONLY_REASON = "needs harness-owned backends"
+
+
+def test_whole_suite_passes_against_the_conforming_server(run_suite: SuiteRunner) -> None:
+    """Every scenario passes (harness-only ones skip with their reason) and the verdict is CONFORMING."""
+    run = run_suite()
+    assert run.result.ret == 0 and run.report["verdict"] == "conforming", run.explain()
+    assert run.report["summary"]["failed"] == 0 and run.report["summary"]["errors"] == 0, run.explain()
+    assert any("taskqueue verdict: CONFORMING" in line for line in run.result.outlines), run.explain()
+    skipped = run.outcomes("skipped")
+    assert skipped, "the harness-only scenarios (dlq, recovery) should skip against an external target"
+    for scenario, message in skipped.items():
+        assert scenario.split("::")[0] in ("scenarios/dlq.py", "scenarios/recovery.py"), run.explain()
+        assert HARNESS_ONLY_REASON in message, f"{scenario} skipped for another reason: {message!r}"
+
+
+def test_suite_passes_with_two_xdist_workers(run_suite: SuiteRunner) -> None:
+    """Scenarios stay isolated when two workers share one target (keys are namespaced per worker)."""
+    run = run_suite(args=("-n", "2", "-m", "idempotency or lifecycle"))
+    assert run.result.ret == 0 and run.report["verdict"] == "conforming", run.explain()
+
+
+@dataclass(frozen=True)
+class Broken:
+    """A break, what to run against it, and the scenario ids (fnmatch) that must fail."""
+
+    name: str
+    select: tuple[str, ...]
+    must_fail: tuple[str, ...]
+
+
+def _area(area: str, *patterns: str) -> tuple[str, ...]:
+    return ("-m", area, *(("-k", " or ".join(patterns)) if patterns else ()))
+
+
+BROKEN = [
+    Broken(
+        "wrong_error_codes",
+        _area("errors"),
+        (
+            "*::test_invalid_submit_is_invalid_argument[[]empty-key]",
+            "*::test_empty_task_id_is_invalid_argument[[]GetTask]",
+            "*::test_bad_task_payload_is_never_internal[[]sleep-not-json]",
+        ),
+    ),
+    Broken(
+        "race_duplicates",
+        _area("idempotency", "racing"),
+        ("*::test_racing_identical_submits_create_one_task",),
+    ),
+    Broken(
+        "extra_attempt",
+        _area("retry"),
+        ("*::test_fail_always_is_dead_after_exactly_max_attempts[[]default]",),
+    ),
+    Broken(
+        "missing_event",
+        _area("lifecycle", "noop_history"),
+        ("*::test_noop_history_is_exactly_submitted_processing_completed",),
+    ),
+    Broken(
+        "rerun_on_resubmit",
+        _area("idempotency", "resubmit"),
+        ("*::test_resubmit_after_completed_adds_no_event_and_does_not_rerun",),
+    ),
+    Broken(
+        "created_true_on_resubmit",
+        _area("idempotency", "resubmit_after_completed_returns"),
+        ("*::test_resubmit_after_completed_returns_the_same_task",),
+    ),
+    Broken(
+        "raw_max_attempts_compare",
+        _area("idempotency", "default_and_explicit"),
+        ("*::test_default_and_explicit_five_are_the_same_request[[]0-then-5]",),
+    ),
+    Broken(
+        "no_already_exists",
+        _area("idempotency", "already_exists"),
+        ("*::test_different_request_on_used_key_is_already_exists[[]payload]",),
+    ),
+    Broken(
+        "double_complete",
+        _area("lifecycle", "noop_history or history_order"),
+        (
+            "*::test_noop_history_is_exactly_submitted_processing_completed",
+            "*::test_history_order_and_task_consistency",
+        ),
+    ),
+    Broken(
+        "watch_never_closes",
+        _area("watch", "terminal_task_sends_one_snapshot and noop"),
+        ("*::test_watching_a_terminal_task_sends_one_snapshot[[]noop]",),
+    ),
+    Broken(
+        "not_found_as_invalid",
+        _area("errors", "not_found"),
+        ("*::test_unknown_task_id_is_not_found[[]GetTask]",),
+    ),
+    Broken(
+        "key_limit_off_by_one",
+        _area("errors", "boundary"),
+        ("*::test_boundary_values_are_accepted[[]key-256-bytes]",),
+    ),
+    Broken(
+        "dead_too_early",
+        _area("retry", "fail_always"),
+        ("*::test_fail_always_is_dead_after_exactly_max_attempts[[]default]",),
+    ),
+    Broken(
+        "wrong_attempt_numbers",
+        _area("retry"),
+        (
+            "*::test_failed_attempts_record_their_error",
+            "*::test_fail_times_completes_on_the_next_attempt[[]1]",
+        ),
+    ),
+    Broken("health_overall_only", _area("lifecycle", "health"), ("*::test_health_is_serving[[]service]",)),
+    Broken(
+        "echo_text_result",
+        _area("lifecycle", "echo"),
+        ("*::test_echo_result_equals_payload[[]all-byte-values]",),
+    ),
+    Broken(
+        "payload_limit_ignored",
+        _area("errors", "invalid_submit_is"),
+        ("*::test_invalid_submit_is_invalid_argument[[]payload-over-limit]",),
+    ),
+    Broken(
+        "no_last_error", _area("retry", "record_their_error"), ("*::test_failed_attempts_record_their_error",)
+    ),
+    Broken(
+        "conflict_overwrites",
+        _area("idempotency", "already_exists"),
+        ("*::test_different_request_on_used_key_is_already_exists[[]payload]",),
+    ),
+    Broken(
+        "rejected_submit_reserves_key",
+        _area("errors", "creates_nothing"),
+        ("*::test_rejected_submit_creates_nothing[[]unknown-task-type]",),
+    ),
+    Broken(
+        "updated_before_created",
+        _area("lifecycle", "created_at"),
+        ("*::test_created_at_never_changes",),
+    ),
+]
+
+
+def test_every_break_is_covered() -> None:
+    """A new break in tests/servers needs its row here (and the suite must catch it)."""
+    assert sorted(case.name for case in BROKEN) == sorted(BREAKS)
+
+
+def _require_caught(run: SuiteRun, case: Broken) -> None:
+    failed = run.outcomes("failed")
+    assert run.result.ret != 0 and run.report["verdict"] == "not-conforming", run.explain()
+    assert any("taskqueue verdict: NOT CONFORMING" in line for line in run.result.outlines), run.explain()
+    missed = [pattern for pattern in case.must_fail if not fnmatch.filter(failed, pattern)]
+    assert not missed, (
+        f"{case.name}: expected failures {missed} not among the failed scenarios\n{run.explain()}"
+    )
+    unnamed = {scenario: message for scenario, message in failed.items() if "spec " not in message}
+    assert not unnamed, f"{case.name}: failures that do not name a spec rule: {unnamed}"
+
+
+@pytest.mark.parametrize("case", BROKEN, ids=[case.name for case in BROKEN])
+def test_suite_fails_against_a_broken_server(run_suite: SuiteRunner, case: Broken) -> None:
+    """The scenario for the broken rule fails, its message quotes the spec, the verdict is NOT CONFORMING."""
+    _require_caught(run_suite(case.name, args=("--taskqueue-timeout=5", *case.select)), case)
