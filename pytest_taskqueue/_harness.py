@@ -125,8 +125,10 @@ class KeyFactory:
 class WorkerControl:
     """Kill, start and restart the harness-owned worker process (``harness.worker``).
 
-    ``kill()`` is SIGKILL (an attempt dies mid-way, spec 7.2). ``start()``/``restart()`` launch it
-    again without waiting; ``await wait_ready()`` waits (off the event loop) until it is ready.
+    ``kill()`` is SIGKILL of its process group (an attempt dies mid-way, spec 7.2).
+    ``start()`` and ``restart()`` (a graceful stop, then a start) spawn it and return at once;
+    ``await wait_ready()`` then waits, off the event loop, until it reports ready. Other
+    attributes of the supervised process (``pid``, ``running``, ``log_tail()``) pass through.
     """
 
     def __init__(self, process: Any) -> None:
@@ -137,21 +139,19 @@ class WorkerControl:
         self._process.kill()
 
     def start(self) -> None:
-        """Start the worker again (after ``kill``)."""
-        self._process.start()
+        """Spawn the worker again (after ``kill``); then ``await wait_ready()``."""
+        self._process.start(wait=False)
 
     def restart(self) -> None:
-        """Kill the worker if it runs, then start it."""
-        self._process.restart()
+        """Stop the worker gracefully if it runs, then spawn it; then ``await wait_ready()``."""
+        self._process.restart(wait=False)
 
-    async def wait_ready(self) -> None:
-        """Wait until the worker reports ready; the process supervisor's wait runs in a thread."""
-        wait = getattr(self._process, "wait_ready", None)
-        if wait is not None:
-            await asyncio.to_thread(wait)
+    async def wait_ready(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (a thread's deadline)
+        """Wait until the worker reports ready (raises the supervisor's error, with its log tail, if not)."""
+        await asyncio.to_thread(self._process.wait_ready, timeout)
 
     def __getattr__(self, name: str) -> Any:
-        """Anything else the supervisor offers (pid, log path, ...) is passed through."""
+        """Anything else the supervisor offers (pid, running, log_tail) is passed through."""
         return getattr(self._process, name)
 
 

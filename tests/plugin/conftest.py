@@ -91,13 +91,13 @@ def _stop(process: subprocess.Popen[str]) -> None:
         process.wait()
 
 
-@pytest.fixture
-def fake_server() -> Iterator[Callable[..., str]]:
-    """Start fake servers with the given flags (``fake_server("--no-watch")``); yields their address."""
+@contextlib.contextmanager
+def _servers(command: Callable[[tuple[str, ...]], list[str]]) -> Iterator[Callable[..., str]]:
+    """A starter of servers built by ``command(args)``; every server started is stopped on exit."""
     started: list[subprocess.Popen[str]] = []
 
     def start(*args: str) -> str:
-        process, address = _start([sys.executable, str(_SERVER), *args])
+        process, address = _start(command(args))
         started.append(process)
         return address
 
@@ -106,24 +106,21 @@ def fake_server() -> Iterator[Callable[..., str]]:
     finally:
         for process in started:
             _stop(process)
+
+
+@pytest.fixture
+def fake_server() -> Iterator[Callable[..., str]]:
+    """Start fake servers with the given flags (``fake_server("--no-watch")``); yields their address."""
+    with _servers(lambda args: [sys.executable, str(_SERVER), *args]) as start:
+        yield start
 
 
 @pytest.fixture
 def inmemory_server() -> Iterator[Callable[..., str]]:
     """Start tests/servers' conforming in-memory server, with breaks: ``inmemory_server("extra_attempt")``."""
-    started: list[subprocess.Popen[str]] = []
-
-    def start(*breaks: str) -> str:
-        command = [sys.executable, "-m", "tests.servers.inmemory", "--port", "0", "--exit-on-stdin-eof"]
-        process, address = _start(command + [f"--break={name}" for name in breaks])
-        started.append(process)
-        return address
-
-    try:
+    base = [sys.executable, "-m", "tests.servers.inmemory", "--port", "0", "--exit-on-stdin-eof"]
+    with _servers(lambda breaks: base + [f"--break={name}" for name in breaks]) as start:
         yield start
-    finally:
-        for process in started:
-            _stop(process)
 
 
 @pytest.fixture
