@@ -147,14 +147,26 @@ class LocalBackend:
             start_timeout=self.start_timeout,
         )
 
-    def start(self) -> Self:
-        """Prepare, spawn and wait until ready; BackendStartError (after cleaning up) when it cannot."""
+    def spawn(self) -> None:
+        """Prepare (may download on first use) and spawn the process without waiting for it."""
         if self.running:
-            return self
+            return
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.prepare()
         self.process = self._make_process()
-        self.process.start()
+        self.process.start(wait=False)
+
+    def wait_ready(self) -> None:
+        """Wait until the spawned process is ready; BackendStartError (after stopping it) if not."""
+        if self.process is None:
+            raise RuntimeError(f"{self.name} was never spawned")
+        self.process.wait_ready()
+
+    def start(self) -> Self:
+        """Spawn and wait until ready; BackendStartError (after cleaning up) when it cannot."""
+        if not self.running:
+            self.spawn()
+            self.wait_ready()
         return self
 
     def stop(self) -> None:
@@ -383,20 +395,21 @@ class ElasticMQ(LocalBackend):
             process.stop_timeout = 20.0  # the archive is written while the JVM exits
         return process
 
-    def start(self) -> Self:
+    def wait_ready(self) -> None:
         try:
-            return super().start()
+            super().wait_ready()
         except BackendStartError as error:
             archive = self._archive
-            used_archive = archive is not None and self._dumping is None and self.cds
-            if not used_archive or "exited with code" not in error.reason or archive is None:
+            used_archive = self.cds and self._dumping is None and archive is not None
+            if not used_archive or archive is None or "exited with code" not in error.reason:
                 self.stop()
                 raise
             # A damaged or foreign archive can crash the JVM at start: drop it and start without.
             with contextlib.suppress(OSError):
                 archive.unlink()
             self.cds = False
-            return super().start()
+            self.spawn()
+            super().wait_ready()
 
     def stop(self) -> None:
         super().stop()

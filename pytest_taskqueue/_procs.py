@@ -450,6 +450,7 @@ class ManagedProcess:
         self.starts = 0
         self._popen: subprocess.Popen[bytes] | None = None
         self._stopping = False
+        self._terminated = False
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------------------ properties
@@ -477,6 +478,11 @@ class ManagedProcess:
         """True while the current run has not exited."""
         return self._popen is not None and self._popen.poll() is None
 
+    @property
+    def crashed(self) -> bool:
+        """True when the current run exited on its own (not through ``stop`` or ``kill``)."""
+        return self._popen is not None and self._popen.poll() is not None and not self._stopping
+
     def log_tail(self, lines: int = _LOG_TAIL_LINES) -> str:
         """The last ``lines`` lines this run wrote to its log."""
         try:
@@ -501,6 +507,7 @@ class ManagedProcess:
             if self.running:
                 raise RuntimeError(f"{self.name} is already running (pid {self.pid})")
             self._stopping = False
+            self._terminated = False
             self.starts += 1
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log:
@@ -598,7 +605,9 @@ class ManagedProcess:
             self._stopping = True
             try:
                 if popen.poll() is None:
-                    self._signal_group(popen, signal.SIGTERM)
+                    if not self._terminated:
+                        self._signal_group(popen, signal.SIGTERM)
+                        self._terminated = True
                     try:
                         popen.wait(self.stop_timeout if timeout is None else timeout)
                     except subprocess.TimeoutExpired:
@@ -610,6 +619,20 @@ class ManagedProcess:
                 with _LIVE_LOCK:
                     _LIVE.discard(self)
             return popen.returncode
+
+    def terminate(self) -> None:
+        """Send SIGTERM to the process group without waiting (``stop`` then waits, without a second one).
+
+        Lets several processes shut down side by side; a second SIGTERM would mean "stop now" to
+        servers that shut down gracefully.
+        """
+        with self._lock:
+            popen = self._popen
+            if popen is None or popen.poll() is not None or self._terminated:
+                return
+            self._stopping = True
+            self._signal_group(popen, signal.SIGTERM)
+            self._terminated = True
 
     def kill(self) -> None:
         """SIGKILL the process group now (a crash, for tests) and reap it."""

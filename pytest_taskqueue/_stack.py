@@ -1,0 +1,556 @@
+"""The harness-owned reference stack: backends, Toxiproxy, the reference API server and a worker.
+
+``ReferenceStack`` starts, on random free 127.0.0.1 ports picked up front:
+
+- ElasticMQ (SQS), moto (DynamoDB) and Toxiproxy, in parallel;
+- the Toxiproxy proxies ``api``, ``server_dynamodb``, ``server_sqs``, ``worker_dynamodb`` and
+  ``worker_sqs`` as soon as Toxiproxy answers, so every link of the stack can be faulted;
+- ``python -m reference_server serve`` and ``... worker`` at the same time as the backends (they
+  retry their backends until ``--startup-timeout``), pointed at the proxies;
+- the table and both queues, created by the harness once the backends answer (the server is given
+  ``--create-resources`` too, so it also works alone).
+
+It is ready when the API's gRPC health is SERVING and the worker printed ``worker ready``. Any
+failure stops everything already started and raises ``BackendStartError`` (the root cause: a
+backend's failure wins over the server timing out because of it). ``stop()`` stops the worker,
+the server, Toxiproxy and the backends, in that order, and is safe to call on every exit path.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+from pytest_taskqueue._backends import ElasticMQ, LocalBackend, MotoServer, ToxiproxyServer, child_environment
+from pytest_taskqueue._procs import (
+    GrpcHealthWait,
+    LogLineWait,
+    ManagedProcess,
+    WaitStrategy,
+    free_ports,
+)
+
+__all__ = ["PROXY_NAMES", "ReferenceStack", "StackConfig"]
+
+PROXY_NAMES = ("api", "server_dynamodb", "server_sqs", "worker_dynamodb", "worker_sqs")
+"""The Toxiproxy proxies of the stack, one per link."""
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,70}$")
+_TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """How to run the reference stack; the defaults suit tests (short timeouts and backoffs).
+
+    ``prefix`` names the table and queues (``<prefix>``, ``<prefix>``, ``<prefix>-dlq``) unless
+    they are given; use a per-run or per-xdist-worker prefix. ``api_port`` 0 picks a free port for
+    ``target`` (the API through its Toxiproxy proxy). ``log_dir`` None makes a temporary folder,
+    removed on a clean stop unless ``keep_logs``.
+    """
+
+    prefix: str = "taskqueue"
+    table: str | None = None
+    queue: str | None = None
+    dead_letter_queue: str | None = None
+    region: str = "us-east-1"
+    visibility_timeout: int = 2
+    retry_backoff_ms: int = 50
+    retry_backoff_max_ms: int = 200
+    concurrency: int = 8
+    api_port: int = 0
+    shutdown_grace: float = 2.0
+    start_timeout: float = 60.0
+    log_dir: Path | None = None
+    keep_logs: bool = False
+    cache_dir: Path | None = None
+    progress: IO[str] | None = field(default=sys.stderr, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in (self.table_name, self.queue_name, self.dead_letter_queue_name):
+            if not _NAME_RE.match(name):
+                raise ValueError(f"resource name {name!r}: use 1-70 letters, digits, '-' or '_'")
+        if not 0 <= self.api_port <= 65535:
+            raise ValueError(f"api_port must be in 0..65535, got {self.api_port}")
+
+    @property
+    def table_name(self) -> str:
+        """The DynamoDB table."""
+        return self.table or self.prefix
+
+    @property
+    def queue_name(self) -> str:
+        """The SQS work queue."""
+        return self.queue or self.prefix
+
+    @property
+    def dead_letter_queue_name(self) -> str:
+        """The SQS dead-letter queue."""
+        return self.dead_letter_queue or f"{self.prefix}-dlq"
+
+
+@dataclass
+class _Ports:
+    elasticmq: int
+    moto: int
+    toxiproxy: int
+    server: int
+    api: int
+    server_dynamodb: int
+    server_sqs: int
+    worker_dynamodb: int
+    worker_sqs: int
+
+
+class ReferenceStack:
+    """The whole reference stack as one context manager (or ``start()``/``stop()``).
+
+    After ``start()``: ``target`` (API through Toxiproxy), ``direct_target``, ``dynamodb_endpoint``,
+    ``sqs_endpoint`` (direct backend URLs), ``toxiproxy_url``, ``table``, ``queue``,
+    ``dead_letter_queue``, ``queue_url``, ``dead_letter_queue_url``, ``region``, and the processes
+    ``server`` and ``worker`` (``ManagedProcess``: ``kill()``, ``start()``, ``restart()``, ...).
+    """
+
+    def __init__(self, config: StackConfig | None = None) -> None:
+        self.config = config or StackConfig()
+        self.timings: dict[str, float] = {}
+        self.queue_url = ""
+        self.dead_letter_queue_url = ""
+        self._ports: _Ports | None = None
+        self._log_dir: Path | None = None
+        self._own_log_dir = False
+        self._elasticmq: ElasticMQ | None = None
+        self._moto: MotoServer | None = None
+        self._toxiproxy: ToxiproxyServer | None = None
+        self._server: ManagedProcess | None = None
+        self._worker: ManagedProcess | None = None
+        self._started = False
+        self._failed = False
+        self._lock = threading.Lock()
+
+    # ---------------------------------------------------------------------------------- endpoints
+
+    def _need(self) -> _Ports:
+        if self._ports is None:
+            raise RuntimeError("the reference stack is not started")
+        return self._ports
+
+    @property
+    def target(self) -> str:
+        """``127.0.0.1:PORT`` of the API through the ``api`` Toxiproxy proxy (what tests use)."""
+        return f"127.0.0.1:{self._need().api}"
+
+    @property
+    def direct_target(self) -> str:
+        """``127.0.0.1:PORT`` of the API server itself, bypassing Toxiproxy."""
+        return f"127.0.0.1:{self._need().server}"
+
+    @property
+    def dynamodb_endpoint(self) -> str:
+        """moto's URL (direct, not through Toxiproxy)."""
+        return f"http://127.0.0.1:{self._need().moto}"
+
+    @property
+    def sqs_endpoint(self) -> str:
+        """ElasticMQ's URL (direct, not through Toxiproxy)."""
+        return f"http://127.0.0.1:{self._need().elasticmq}"
+
+    @property
+    def toxiproxy_url(self) -> str:
+        """Toxiproxy's HTTP API."""
+        return f"http://127.0.0.1:{self._need().toxiproxy}"
+
+    @property
+    def proxies(self) -> dict[str, str]:
+        """Each Toxiproxy proxy's listen address (``host:port``) by name."""
+        ports = self._need()
+        return {name: f"127.0.0.1:{getattr(ports, name)}" for name in PROXY_NAMES}
+
+    @property
+    def table(self) -> str:
+        """The DynamoDB table name."""
+        return self.config.table_name
+
+    @property
+    def queue(self) -> str:
+        """The SQS work queue name."""
+        return self.config.queue_name
+
+    @property
+    def dead_letter_queue(self) -> str:
+        """The SQS dead-letter queue name."""
+        return self.config.dead_letter_queue_name
+
+    @property
+    def region(self) -> str:
+        """The AWS region every client uses."""
+        return self.config.region
+
+    @property
+    def visibility_timeout(self) -> int:
+        """Seconds a received message stays invisible (the worker's lease)."""
+        return self.config.visibility_timeout
+
+    @property
+    def log_dir(self) -> Path:
+        """Folder of the process logs (one file per process)."""
+        if self._log_dir is None:
+            raise RuntimeError("the reference stack is not started")
+        return self._log_dir
+
+    @property
+    def server(self) -> ManagedProcess:
+        """The reference API server process."""
+        if self._server is None:
+            raise RuntimeError("the reference stack is not started")
+        return self._server
+
+    @property
+    def worker(self) -> ManagedProcess:
+        """The reference worker process."""
+        if self._worker is None:
+            raise RuntimeError("the reference stack is not started")
+        return self._worker
+
+    @property
+    def backends(self) -> dict[str, LocalBackend]:
+        """The backend processes by role (``sqs``, ``dynamodb``, ``toxiproxy``) once created."""
+        found: dict[str, LocalBackend | None] = {
+            "sqs": self._elasticmq,
+            "dynamodb": self._moto,
+            "toxiproxy": self._toxiproxy,
+        }
+        return {role: backend for role, backend in found.items() if backend is not None}
+
+    def processes(self) -> dict[str, ManagedProcess]:
+        """Every process of the stack that has been created, by name."""
+        found: dict[str, ManagedProcess] = {}
+        for backend in self.backends.values():
+            if backend.process is not None:
+                found[backend.name] = backend.process
+        if self._server is not None:
+            found[self._server.name] = self._server
+        if self._worker is not None:
+            found[self._worker.name] = self._worker
+        return found
+
+    def crashed(self) -> ManagedProcess | None:
+        """A process that exited on its own (not through ``stop``/``kill``), or None."""
+        for process in self.processes().values():
+            if process.crashed:
+                return process
+        return None
+
+    def toxiproxy_client(self) -> Any:
+        """A ``fault_injection.Toxiproxy`` client of this stack's Toxiproxy."""
+        from fault_injection import Toxiproxy
+
+        return Toxiproxy(self.toxiproxy_url)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The endpoints and names as JSON-ready data (``taskqueue-harness up --json``)."""
+        return {
+            "target": self.target,
+            "dynamodb": self.dynamodb_endpoint,
+            "sqs": self.sqs_endpoint,
+            "toxiproxy": self.toxiproxy_url,
+            "table": self.table,
+            "queue": self.queue,
+            "dead_letter_queue": self.dead_letter_queue,
+            "region": self.region,
+            "direct_target": self.direct_target,
+            "queue_url": self.queue_url,
+            "dead_letter_queue_url": self.dead_letter_queue_url,
+            "visibility_timeout": self.visibility_timeout,
+            "proxies": self.proxies,
+            "log_dir": str(self.log_dir),
+        }
+
+    # ---------------------------------------------------------------------------------- lifecycle
+
+    def start(self) -> Self:
+        """Start everything and wait until ready; on any failure stop what started and raise."""
+        with self._lock:
+            if self._started:
+                return self
+            self._started = True
+        began = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self._failed = True
+            self.stop()
+            raise
+        self.timings["total"] = time.monotonic() - began
+        return self
+
+    def _start(self) -> None:
+        config = self.config
+        if config.log_dir is not None:
+            self._log_dir = Path(config.log_dir)
+            self._log_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            self._log_dir = Path(tempfile.mkdtemp(prefix="taskqueue-stack-"))
+            self._own_log_dir = True
+        picked = iter(free_ports(9 if config.api_port == 0 else 8))
+        self._ports = ports = _Ports(
+            elasticmq=next(picked),
+            moto=next(picked),
+            toxiproxy=next(picked),
+            server=next(picked),
+            api=config.api_port or next(picked),
+            server_dynamodb=next(picked),
+            server_sqs=next(picked),
+            worker_dynamodb=next(picked),
+            worker_sqs=next(picked),
+        )
+        log_dir = self._log_dir
+        common: dict[str, Any] = {
+            "log_dir": log_dir,
+            "start_timeout": config.start_timeout,
+            "progress": config.progress,
+        }
+        self._elasticmq = ElasticMQ(port=ports.elasticmq, cache=config.cache_dir, **common)
+        self._moto = MotoServer(port=ports.moto, **common)
+        self._toxiproxy = ToxiproxyServer(port=ports.toxiproxy, cache=config.cache_dir, **common)
+        self._server = self._reference_process("serve")
+        self._worker = self._reference_process("worker")
+        began = time.monotonic()
+
+        def timed(name: str, step: Callable[[], None]) -> Callable[[], None]:
+            def run() -> None:
+                step()
+                self.timings[name] = time.monotonic() - began
+
+            return run
+
+        steps = {
+            "elasticmq": timed("elasticmq", self._start_elasticmq),
+            "moto": timed("moto", self._start_moto),
+            "toxiproxy": timed("toxiproxy", self._start_toxiproxy),
+            "server": timed("server", lambda: self.server.wait_ready()),
+            "worker": timed("worker", lambda: self.worker.wait_ready()),
+        }
+        # Every process is spawned before any readiness probe runs (no gRPC channel is open in
+        # this process while it forks). ElasticMQ first: it is the slowest to start. A first run
+        # downloads or builds here, before the server's start-up timeout begins.
+        self._elasticmq.spawn()
+        self._moto.spawn()
+        self._toxiproxy.spawn()
+        self.server.start(wait=False)
+        self.worker.start(wait=False)
+        self._run_parallel(steps)
+
+    def _run_parallel(self, steps: dict[str, Callable[[], None]]) -> None:
+        """Run the steps on threads; at the first failure stop everything, then raise the root cause."""
+        order = list(steps)
+        errors: dict[str, BaseException] = {}
+        with concurrent.futures.ThreadPoolExecutor(len(steps), thread_name_prefix="taskqueue-stack") as pool:
+            futures = {pool.submit(step): name for name, step in steps.items()}
+            try:
+                pending = set(futures)
+                while pending:
+                    done, pending = concurrent.futures.wait(
+                        pending, return_when=concurrent.futures.FIRST_EXCEPTION
+                    )
+                    failed = [future for future in done if future.exception() is not None]
+                    if failed:
+                        for future in failed:
+                            errors[futures[future]] = future.exception()  # type: ignore[assignment]
+                        break
+            finally:
+                if errors or any(not future.done() for future in futures):
+                    # Stopping the processes makes every remaining wait return at once.
+                    self._stop_processes()
+                for future, name in futures.items():
+                    with contextlib.suppress(BaseException):
+                        error = future.exception()
+                        if error is not None:
+                            errors.setdefault(name, error)
+        if errors:
+            first = min(errors, key=order.index)
+            raise errors[first]
+
+    def _reference_process(self, mode: str) -> ManagedProcess:
+        config = self.config
+        ports = self._need()
+        side = "server" if mode == "serve" else "worker"
+        argv = [
+            sys.executable,
+            "-m",
+            "reference_server",
+            mode,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(ports.server if mode == "serve" else 0),
+            "--dynamodb-endpoint",
+            f"http://127.0.0.1:{getattr(ports, side + '_dynamodb')}",
+            "--sqs-endpoint",
+            f"http://127.0.0.1:{getattr(ports, side + '_sqs')}",
+            "--region",
+            config.region,
+            "--table",
+            self.table,
+            "--queue",
+            self.queue,
+            "--dead-letter-queue",
+            self.dead_letter_queue,
+            "--visibility-timeout",
+            str(config.visibility_timeout),
+            "--retry-backoff-ms",
+            str(config.retry_backoff_ms),
+            "--retry-backoff-max-ms",
+            str(config.retry_backoff_max_ms),
+            "--concurrency",
+            str(config.concurrency),
+            "--create-resources",
+            "--startup-timeout",
+            str(config.start_timeout),
+            "--shutdown-grace",
+            str(config.shutdown_grace),
+        ]
+        env = {
+            key: value
+            for key, value in child_environment().items()
+            if not key.startswith("AWS_")
+            and not (key.startswith("TASKQUEUE_") and key != "TASKQUEUE_CACHE_DIR")
+        }
+        env.update(_TEST_CREDENTIALS, AWS_DEFAULT_REGION=config.region, PYTHONUNBUFFERED="1")
+        wait: WaitStrategy
+        if mode == "serve":
+            name, wait = "reference server", GrpcHealthWait(f"127.0.0.1:{ports.server}")
+        else:
+            name, wait = "reference worker", LogLineWait(r"\bworker ready\b")
+        return ManagedProcess(
+            name,
+            argv,
+            log_path=self.log_dir / f"reference-{side}.log",
+            wait=wait,
+            env=env,
+            start_timeout=config.start_timeout,
+            stop_timeout=config.shutdown_grace + 5.0,
+            death_signal=signal.SIGKILL,
+        )
+
+    def _start_elasticmq(self) -> None:
+        assert self._elasticmq is not None
+        self._elasticmq.wait_ready()
+        sqs = self._boto_client("sqs", self.sqs_endpoint)
+        # The same attributes the reference server asks for, so its own CreateQueue agrees.
+        self.dead_letter_queue_url = str(
+            sqs.create_queue(
+                QueueName=self.dead_letter_queue,
+                Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
+            )["QueueUrl"]
+        )
+        self.queue_url = str(
+            sqs.create_queue(
+                QueueName=self.queue,
+                Attributes={"VisibilityTimeout": str(self.config.visibility_timeout)},
+            )["QueueUrl"]
+        )
+
+    def _start_moto(self) -> None:
+        assert self._moto is not None
+        self._moto.wait_ready()
+        db = self._boto_client("dynamodb", self.dynamodb_endpoint)
+        try:
+            db.create_table(
+                TableName=self.table,
+                KeySchema=[
+                    {"AttributeName": "pk", "KeyType": "HASH"},
+                    {"AttributeName": "sk", "KeyType": "RANGE"},
+                ],
+                AttributeDefinitions=[
+                    {"AttributeName": "pk", "AttributeType": "S"},
+                    {"AttributeName": "sk", "AttributeType": "S"},
+                ],
+                BillingMode="PAY_PER_REQUEST",
+            )
+        except db.exceptions.ResourceInUseException:
+            pass  # the reference server created it first
+
+    def _start_toxiproxy(self) -> None:
+        assert self._toxiproxy is not None
+        self._toxiproxy.wait_ready()
+        client = self.toxiproxy_client()
+        ports = self._need()
+        upstreams = {
+            "api": ports.server,
+            "server_dynamodb": ports.moto,
+            "worker_dynamodb": ports.moto,
+            "server_sqs": ports.elasticmq,
+            "worker_sqs": ports.elasticmq,
+        }
+        for name in PROXY_NAMES:
+            client.create_proxy(name, f"127.0.0.1:{getattr(ports, name)}", f"127.0.0.1:{upstreams[name]}")
+
+    def _boto_client(self, service: str, endpoint: str) -> Any:
+        import boto3
+        from botocore.config import Config
+
+        return boto3.client(
+            service,
+            endpoint_url=endpoint,
+            region_name=self.config.region,
+            aws_access_key_id="test",
+            aws_secret_access_key="test",
+            config=Config(
+                retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10
+            ),
+        )
+
+    def _stop_processes(self) -> None:
+        """Stop in order: worker, server, Toxiproxy, then both backends.
+
+        The worker and the server get SIGTERM in that order and then shut down side by side (each
+        finishes or releases its in-flight work while the backends are still up).
+        """
+        for process in (self._worker, self._server):
+            if process is not None:
+                with contextlib.suppress(Exception):
+                    process.terminate()
+        for process in (self._worker, self._server):
+            if process is not None:
+                with contextlib.suppress(Exception):
+                    process.stop()
+        for backend in (self._toxiproxy, self._elasticmq, self._moto):
+            if backend is not None:
+                with contextlib.suppress(Exception):
+                    backend.stop()
+
+    def stop(self) -> None:
+        """Stop every process (worker, server, Toxiproxy, backends); idempotent, safe after a failure.
+
+        The temporary log folder is removed after a clean run unless ``keep_logs``; after a failed
+        start it is kept, since the error names files in it.
+        """
+        self._stop_processes()
+        if self._own_log_dir and not self._failed and not self.config.keep_logs and self._log_dir:
+            shutil.rmtree(self._log_dir, ignore_errors=True)
+            self._own_log_dir = False
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        where = self.target if self._ports is not None else "not started"
+        return f"<ReferenceStack {where}>"
