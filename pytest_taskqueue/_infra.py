@@ -10,7 +10,8 @@ controller in ``workeroutput``; the controller then stops the run and sets the s
 
 from __future__ import annotations
 
-from typing import Final, NoReturn
+import contextlib
+from typing import Any, Final, NoReturn
 
 import pytest
 
@@ -32,12 +33,32 @@ def one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def abort_run(request: pytest.FixtureRequest, message: str) -> NoReturn:
-    """Record ``message`` as the run's infrastructure error and stop the run (see the module doc)."""
+def abort_run(request: pytest.FixtureRequest, message: str, detail: str = "") -> NoReturn:
+    """Record ``message`` as the run's infrastructure error and stop the run (see the module doc).
+
+    ``detail`` (a failing command line, a log tail) goes to the terminal above the one-line
+    message, and into the report; the message itself stays on one line.
+    """
     message = one_line(message)
-    info = request.config.stash[INFO_KEY]
-    info.infra_error = info.infra_error or message
-    if is_xdist_worker(request.config):
+    config = request.config
+    info = config.stash[INFO_KEY]
+    if not info.infra_error:
+        info.infra_error, info.infra_detail = message, detail.strip()
+    if is_xdist_worker(config):
         request.session.shouldstop = message
         pytest.skip(message)
+    if detail.strip():
+        _show(config, detail.strip())
     pytest.exit(message, returncode=INFRA_EXIT_CODE)
+
+
+def _show(config: pytest.Config, detail: str) -> None:
+    """Write ``detail`` to the terminal now, past output capturing."""
+    reporter: Any = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    capture: Any = config.pluginmanager.get_plugin("capturemanager")
+    with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+        reporter.ensure_newline()
+        reporter.write_sep("-", "taskqueue infrastructure error")
+        reporter.write_line(detail)

@@ -48,6 +48,7 @@ class RunInfo:
     implementation: str = ""
     version: str = ""
     infra_error: str | None = None
+    infra_detail: str = ""
 
     def note_target(self, target: str, implementation: str, version: str) -> None:
         """Remember the target a session connected to and what it said it is."""
@@ -68,6 +69,7 @@ class RunInfo:
             )
         if output.get("infra_error") and not self.infra_error:
             self.infra_error = str(output["infra_error"])
+            self.infra_detail = str(output.get("infra_detail", ""))
 
 
 INFO_KEY: Final = pytest.StashKey[RunInfo]()
@@ -239,6 +241,7 @@ def as_json(
         ],
         "verdict": verdict.value,
         "verdict_reason": verdict.reason,
+        "error_detail": info.infra_detail,
     }
 
 

@@ -88,6 +88,8 @@ class ConformanceSession:
             return
         terminalreporter.write_sep("=", "taskqueue conformance")
         if self.info.infra_error:
+            if self.info.infra_detail:
+                terminalreporter.write_line(self.info.infra_detail)
             # The error itself is the run's last line (pytest prints why the run stopped).
             line = "taskqueue verdict: ERROR (infrastructure error, the run stopped)"
             terminalreporter.write_line(line, red=True)

@@ -10,9 +10,8 @@ tests on a machine where the plugin is installed) start nothing and contact noth
 from __future__ import annotations
 
 import contextlib
-import importlib
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
@@ -25,6 +24,9 @@ from pytest_taskqueue._options import CONFIG_KEY, TaskQueueConfig
 from pytest_taskqueue._report import INFO_KEY
 from taskqueue_proto import taskqueue_pb2 as pb
 
+if TYPE_CHECKING:
+    from pytest_taskqueue._stack import ReferenceStack
+
 __all__ = [
     "harness",
     "taskqueue_aws",
@@ -35,8 +37,6 @@ __all__ = [
     "taskqueue_target",
 ]
 
-_AWS_REGION = "us-east-1"
-
 
 @pytest.fixture(scope="session")
 def taskqueue_config(request: pytest.FixtureRequest) -> TaskQueueConfig:
@@ -45,35 +45,36 @@ def taskqueue_config(request: pytest.FixtureRequest) -> TaskQueueConfig:
 
 
 @pytest.fixture(scope="session")
-def taskqueue_stack(request: pytest.FixtureRequest, taskqueue_config: TaskQueueConfig) -> Iterator[Any]:
+def taskqueue_stack(
+    request: pytest.FixtureRequest, taskqueue_config: TaskQueueConfig
+) -> Iterator[ReferenceStack | None]:
     """The harness-owned reference stack, or None against an external target.
 
     Started once per session (once per xdist worker, its tables and queues named after the
     worker) and stopped at the end of it. A stack that fails to start stops the run with one
-    line (exit code 3).
+    line (exit code 3), after the rest of the error (the failing command, its log tail).
     """
     if taskqueue_config.target is not None:
         yield None
         return
-    stack_module: Any = importlib.import_module("pytest_taskqueue._stack")
-    stack = stack_module.ReferenceStack(
-        stack_module.StackConfig(
-            prefix=taskqueue_config.resource_prefix, keep_logs=taskqueue_config.keep_logs
-        )
+    from pytest_taskqueue._stack import ReferenceStack, StackConfig  # only runs that own a stack pay for it
+
+    stack = ReferenceStack(
+        StackConfig(prefix=taskqueue_config.resource_prefix, keep_logs=taskqueue_config.keep_logs)
     )
     try:
-        stack.__enter__()
+        stack.start()
     except Exception as error:
-        first, _, _ = str(error).strip().partition("\n")
-        abort_run(request, f"taskqueue: the reference stack failed to start: {type(error).__name__}: {first}")
+        first, _, rest = str(error).strip().partition("\n")
+        abort_run(request, f"taskqueue: the reference stack failed to start: {first}", detail=rest)
     try:
         yield stack
     finally:
-        stack.__exit__(None, None, None)
+        stack.stop()
 
 
 @pytest.fixture(scope="session")
-def taskqueue_target(taskqueue_config: TaskQueueConfig, taskqueue_stack: Any) -> str:
+def taskqueue_target(taskqueue_config: TaskQueueConfig, taskqueue_stack: ReferenceStack | None) -> str:
     """``host:port`` of the implementation under test: ``--taskqueue-target``, else the stack's API."""
     if taskqueue_stack is not None:
         return str(taskqueue_stack.target)
@@ -119,7 +120,9 @@ async def taskqueue_server_info(
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def taskqueue_aws(taskqueue_stack: Any, taskqueue_target: str) -> AsyncIterator[tuple[Any, Any] | None]:
+async def taskqueue_aws(
+    taskqueue_stack: ReferenceStack | None, taskqueue_target: str
+) -> AsyncIterator[tuple[Any, Any] | None]:
     """aioboto3 ``(dynamodb, sqs)`` clients of the harness-owned backends, or None when not owned."""
     if taskqueue_stack is None or str(taskqueue_stack.target) != taskqueue_target:
         yield None
@@ -127,7 +130,7 @@ async def taskqueue_aws(taskqueue_stack: Any, taskqueue_target: str) -> AsyncIte
     import aioboto3
 
     session = aioboto3.Session(
-        aws_access_key_id="test", aws_secret_access_key="test", region_name=_AWS_REGION
+        aws_access_key_id="test", aws_secret_access_key="test", region_name=taskqueue_stack.region
     )
     async with contextlib.AsyncExitStack() as clients:
         db = await clients.enter_async_context(
@@ -159,7 +162,7 @@ def _skip_reason(request: pytest.FixtureRequest, owned: bool, info: pb.ServerInf
 async def harness(
     request: pytest.FixtureRequest,
     taskqueue_config: TaskQueueConfig,
-    taskqueue_stack: Any,
+    taskqueue_stack: ReferenceStack | None,
     taskqueue_target: str,
     taskqueue_client: TaskQueueClient,
     taskqueue_server_info: pb.ServerInfo,

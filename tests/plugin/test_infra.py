@@ -97,3 +97,19 @@ def test_plain_tests_never_contact_the_target(
     result = inner.runpytest("test_plain.py")
     result.assert_outcomes(passed=2)
     assert result.ret == pytest.ExitCode.OK
+
+
+def test_stack_that_cannot_start_stops_the_run_with_one_line(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a target the harness starts the reference stack; with no ``java`` on PATH it cannot."""
+    monkeypatch.delenv("TASKQUEUE_TARGET", raising=False)
+    monkeypatch.setenv("PATH", str(inner.path / "empty-bin"))  # the inner python is started by full path
+    inner.makepyfile(test_scenarios=_USES_HARNESS)
+    result = inner.runpytest_subprocess("test_scenarios.py", "--taskqueue-report=report.json")
+    assert result.ret == 3
+    output = result.stdout.str() + result.stderr.str()
+    lines = [line for line in output.splitlines() if "taskqueue: the reference stack failed to start" in line]
+    assert len(lines) == 1 and "java" in lines[0], output
+    assert "FAILED" not in output and "ERROR at setup" not in output
+    assert json.loads((inner.path / "report.json").read_text())["verdict"] == "error"
