@@ -413,6 +413,9 @@ class Store:
                 existing_idem = reasons[0].get("Item") or await self._get_item(f"IDEM#{key}", IDEM_SK)
                 if existing_idem is None:  # vanished meanwhile (cannot happen: we never delete)
                     continue
+                if _get_s(existing_idem, "task_id") == record.task_id:
+                    # Our own write, applied by a try whose answer was lost and then retried by botocore.
+                    return record, True
                 return await self._existing(key, existing_idem, fingerprint), False
             if "TransactionConflict" in codes:
                 # Another transaction on the same key is in flight: let it finish, then look again.
