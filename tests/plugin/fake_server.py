@@ -4,8 +4,9 @@ Not a conforming implementation (tests/servers/ has that): just enough to drive 
 code paths. ``noop`` and ``echo`` tasks go PENDING -> PROCESSING -> COMPLETED as soon as they are
 submitted, unless ``--stall`` keeps them PENDING forever. ``--no-watch`` answers WatchTask with
 UNIMPLEMENTED (the harness must poll), ``--capabilities`` fills ServerInfo.capabilities, and
-``--token`` rejects calls without ``authorization: Bearer TOKEN``. Prints ``listening on
-HOST:PORT`` once serving and exits when stdin closes, so it cannot outlive the test that started it.
+``--token`` rejects calls without ``authorization: Bearer TOKEN``, ``--tls-cert``/``--tls-key``
+serve TLS. Prints ``listening on HOST:PORT`` once
+serving and exits when stdin closes, so it cannot outlive the test that started it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import pathlib
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -161,7 +163,10 @@ async def serve(args: argparse.Namespace) -> None:
     pb_grpc.add_TaskQueueServicer_to_server(FakeTaskQueue(args), server)
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    if args.key_pair:
+        port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([args.key_pair]))
+    else:
+        port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     for service in ("", SERVICE_NAME):
         await health.set(service, health_pb2.HealthCheckResponse.SERVING)
@@ -182,7 +187,15 @@ def main() -> None:
     parser.add_argument("--capabilities", default="")
     parser.add_argument("--token", default="")
     parser.add_argument("--implementation", default="plugin-tests-fake")
-    asyncio.run(serve(parser.parse_args()))
+    parser.add_argument("--tls-cert", default="", help="serve TLS with this PEM certificate")
+    parser.add_argument("--tls-key", default="", help="and this PEM private key")
+    args = parser.parse_args()
+    args.key_pair = (
+        (pathlib.Path(args.tls_key).read_bytes(), pathlib.Path(args.tls_cert).read_bytes())
+        if args.tls_cert
+        else None
+    )
+    asyncio.run(serve(args))
 
 
 if __name__ == "__main__":
