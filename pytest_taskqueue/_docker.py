@@ -452,6 +452,8 @@ class DockerBackends:
             :data:`DYNAMODB_LOCAL_COMMAND` for ``amazon/dynamodb-local`` images and the image's own
             command for any other image (a stand-in such as moto's server).
         start_timeout_s: deadline for all three to answer their probe.
+        api_port: host port to publish the ``api`` proxy slot on (0: a free one, chosen by Docker),
+            for a fixed target such as ``taskqueue-harness up --port 50051``.
         worker_id: labels and names the set (default: ``$PYTEST_XDIST_WORKER`` or ``main``).
     """
 
@@ -463,6 +465,7 @@ class DockerBackends:
         toxiproxy_image: str = DEFAULT_TOXIPROXY_IMAGE,
         dynamodb_command: Sequence[str] | None = None,
         start_timeout_s: float = 120.0,
+        api_port: int = 0,
         worker_id: str | None = None,
     ) -> None:
         self.dynamodb_image = dynamodb_image
@@ -474,6 +477,7 @@ class DockerBackends:
             tuple(dynamodb_command) if dynamodb_command is not None else None
         )
         self.start_timeout_s = start_timeout_s
+        self.api_port = api_port
         self.worker_id = worker_id or os.environ.get("PYTEST_XDIST_WORKER") or "main"
         self.set_id = uuid.uuid4().hex[:12]
         self.labels: dict[str, str] = {
@@ -694,7 +698,9 @@ class DockerBackends:
         with _interrupts_deferred():
             self._network.create()
 
-    def _container(self, role: str, image: str, alias: str, ports: Sequence[int]) -> Any:
+    def _container(
+        self, role: str, image: str, alias: str, ports: Sequence[int], fixed: Mapping[int, int] | None = None
+    ) -> Any:
         from testcontainers.core.container import DockerContainer
 
         labels = {**self.labels, _LABEL_ROLE: role}
@@ -708,7 +714,8 @@ class DockerBackends:
         for port in ports:
             # docker-py accepts (ip, None): a random host port on that address only. testcontainers
             # types the value as an int, hence the cast.
-            container.ports[f"{port}/tcp"] = cast(Any, (bind_ip, None))
+            host_port = (fixed or {}).get(port) or None
+            container.ports[f"{port}/tcp"] = cast(Any, (bind_ip, host_port))
         return container
 
     def _start_containers(self) -> None:
@@ -736,7 +743,8 @@ class DockerBackends:
             ),
         ]
         for role, image, alias, port, ports, command, probe in specs:
-            container = self._container(role, image, alias, ports)
+            fixed = {PROXY_PORTS["api"]: self.api_port} if role == "toxiproxy" else None
+            container = self._container(role, image, alias, ports, fixed)
             if command is not None:
                 container.with_command(list(command))
             self._started[role] = _Started(role, image, alias, port, container, probe)

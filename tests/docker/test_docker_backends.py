@@ -176,8 +176,15 @@ def test_missing_image_is_one_line(docker_images: Images, docker_client: Any) ->
 
 
 def test_two_sets_are_independent(docker_images: Images, docker_client: Any) -> None:
-    """What pytest-xdist does: a set per worker; stopping one leaves the other running."""
-    with DockerBackends(worker_id="gw0", **docker_images) as first:
+    """What pytest-xdist does: a set per worker; stopping one leaves the other running.
+
+    The first set also publishes its ``api`` proxy slot on a fixed host port (``api_port``).
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        api_port = probe.getsockname()[1]
+    with DockerBackends(worker_id="gw0", api_port=api_port, **docker_images) as first:
+        assert first.proxy("api").address == f"127.0.0.1:{api_port}"
         with DockerBackends(worker_id="gw1", **docker_images) as second:
             assert first.dynamodb_endpoint != second.dynamodb_endpoint
         _nothing_left(docker_client, second.set_id)
