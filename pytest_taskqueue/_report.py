@@ -130,6 +130,12 @@ class Recorder:
     def __init__(self) -> None:
         self.results: dict[str, ScenarioResult] = {}
         self.other_failures = 0
+        self.collection_errors: list[str] = []
+
+    def add_collect(self, report: pytest.CollectReport) -> None:
+        """Remember a module that could not be collected: its scenarios never ran."""
+        if report.failed:
+            self.collection_errors.append(report.nodeid or "(rootdir)")
 
     def add(self, report: pytest.TestReport) -> None:
         """Fold one phase report (setup, call or teardown) into its scenario's result."""
@@ -179,6 +185,10 @@ class Recorder:
         """The verdict over the scenarios that ran."""
         if info.infra_error:
             return Verdict("error", info.infra_error)
+        if self.collection_errors:
+            n = len(self.collection_errors)
+            names = ", ".join(self.collection_errors[:3]) + (", ..." if n > 3 else "")
+            return Verdict("error", f"{n} module{_s(n)} could not be collected: {names}")
         if not self.results:
             return Verdict("error", "no conformance scenario ran")
         required_broken = sum(1 for r in self.results.values() if r.broken and r.obligation != "optional")
@@ -294,6 +304,16 @@ def write_reports(path: pathlib.Path, document: dict[str, Any]) -> pathlib.Path:
 
 def render_terminal(recorder: Recorder, info: RunInfo, verdict: Verdict, *, target: str) -> list[str]:
     """Lines of the terminal summary: the table, the target and implementation, then the verdict."""
+    lines = [*_table(recorder), ""] if recorder.results else []
+    lines.append(
+        f"taskqueue target: {_target_text(info, target)}  implementation: {_implementation_text(info)}"
+    )
+    lines.append(f"taskqueue verdict: {verdict.headline}")
+    return lines
+
+
+def _table(recorder: Recorder) -> list[str]:
+    """The scenario table, each column padded to its widest cell."""
     rows = [("scenario", "area", "obligation", "outcome")]
     rows += [(r.id, r.area or "-", r.obligation, r.outcome) for r in recorder.scenarios]
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
@@ -302,9 +322,4 @@ def render_terminal(recorder: Recorder, info: RunInfo, verdict: Verdict, *, targ
         for row in rows
     ]
     lines.insert(1, "  ".join("-" * w for w in [*widths, len("outcome")]))
-    lines.append("")
-    lines.append(
-        f"taskqueue target: {_target_text(info, target)}  implementation: {_implementation_text(info)}"
-    )
-    lines.append(f"taskqueue verdict: {verdict.headline}")
     return lines

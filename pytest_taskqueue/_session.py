@@ -48,6 +48,10 @@ class ConformanceSession:
         """Fold each phase report into its scenario's outcome."""
         self.recorder.add(report)
 
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        """Note modules that failed to collect (under xdist, workers forward these)."""
+        self.recorder.add_collect(report)
+
     @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(self, node: object, error: object) -> None:
         """xdist: fold in what a worker learned (its target, GetServerInfo, an infrastructure error)."""
@@ -62,7 +66,8 @@ class ConformanceSession:
         Exit status: 3 after an infrastructure error; 0 instead of 1 when the only failures are
         optional scenarios' and the run is not strict; otherwise pytest's own.
         """
-        if not self.recorder.results and not self.info.infra_error and self.options.report is None:
+        conformance_run = self.recorder.results or self.recorder.collection_errors or self.info.infra_error
+        if not conformance_run and self.options.report is None:
             return  # not a conformance run
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         self.verdict = self.recorder.verdict(self.info, strict=self.options.strict, interrupted=interrupted)

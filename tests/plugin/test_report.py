@@ -236,3 +236,17 @@ def test_junit_xml_carries_area_and_obligation(inner: pytest.Pytester) -> None:
     xml = (inner.path / "junit.xml").read_text()
     assert '<property name="taskqueue_area" value="lifecycle"' in xml
     assert '<property name="taskqueue_obligation" value="optional"' in xml
+
+
+@pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
+def test_collection_error_is_never_conforming(inner: pytest.Pytester, xdist: list[str]) -> None:
+    """A scenario module that cannot be imported must not vanish from the verdict."""
+    inner.makepyfile(test_suite=_SCENARIOS, test_broken_import="import no_such_module_here")
+    result = inner.runpytest_subprocess(
+        *xdist, "--continue-on-collection-errors", "--taskqueue-report=report.json"
+    )
+    assert result.ret != pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        ["taskqueue verdict: ERROR (1 module could not be collected: test_broken_import.py)"]
+    )
+    assert _report(inner)["verdict"] == "error"
