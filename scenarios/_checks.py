@@ -270,6 +270,11 @@ def terminal_task_violations(task: pb.Task, events: Sequence[pb.TaskEvent]) -> l
     return problems
 
 
+def finished_task_violations(task: pb.Task, events: Sequence[pb.TaskEvent]) -> list[str]:
+    """A terminal task and its history break none of spec 4.1-4.3, 5.4, 2.4 and 4.5."""
+    return history_violations(events, max_attempts=task.max_attempts) + terminal_task_violations(task, events)
+
+
 def timestamp_violations(task: pb.Task) -> list[str]:
     """spec 2.4: ``updated_at`` not earlier than ``created_at``; both set."""
     problems = []

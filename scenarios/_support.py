@@ -1,25 +1,21 @@
-"""Small async helpers the scenarios share: expected RPC errors, barriers, watching, exact histories."""
+"""Small async helpers the scenarios share: barriers, watching, waiting, exact histories."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 import grpc
 import grpc.aio
-from google.protobuf import text_format
-from google.protobuf.message import Message
 
-from scenarios._checks import event_name, format_statuses, require, violated
+from scenarios._calls import RETRYABLE, get_events, get_task, submit
+from scenarios._checks import TERMINAL, event_name, format_statuses, require, violated
 from taskqueue_proto import taskqueue_pb2 as pb
 
 if TYPE_CHECKING:
     from pytest_taskqueue import TestHarness
-
-BAD_INPUT_CODES = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
-"""Codes spec 9.1 forbids as the answer to bad input."""
 
 Code = tuple[int, int]
 """An event as (type, attempt), for exact history comparisons."""
@@ -68,75 +64,64 @@ def failing_history(failures: int, *, then: Code | None) -> list[Code]:
     return codes
 
 
-async def expect_error(
-    call: Awaitable[object], rule: str, *expected: grpc.StatusCode
-) -> grpc.aio.AioRpcError:
-    """Await ``call``; it must fail with one of ``expected``, else the scenario fails naming ``rule``."""
-    try:
-        answer = await call
-    except grpc.aio.AioRpcError as error:
-        wanted = " or ".join(code.name for code in expected)
-        require(
-            error.code() in expected,
-            rule,
-            seen=f"{error.code().name}: {error.details()!r} (expected {wanted})",
-        )
-        return error
-    shown = (
-        text_format.MessageToString(answer, as_one_line=True) if isinstance(answer, Message) else repr(answer)
-    )
-    violated(rule, seen=f"the call succeeded: {shown}")
-
-
-async def drain(stream: AsyncIterator[pb.Task]) -> list[pb.Task]:
-    """Read a WatchTask stream to its end (for calls expected to fail: ``expect_error(drain(...))``)."""
-    return [snapshot async for snapshot in stream]
-
-
 async def barrier(harness: TestHarness) -> None:
     """Submit a fresh noop and wait until it completes.
 
     Used before re-reading a history to check that something did NOT happen: work queued before
     the barrier had its chance to show up by the time the barrier task completes.
     """
-    sentinel = await harness.submit("noop", key=harness.key("barrier"))
+    sentinel = await submit(harness, "noop", key=harness.key("barrier"))
     await harness.wait_for_status(sentinel.task_id, pb.TASK_STATUS_COMPLETED)
 
 
-async def watch_all(harness: TestHarness, task_id: str, rule: str) -> list[pb.Task]:
-    """Every snapshot WatchTask sends until the server closes the stream.
+async def watch_all(
+    harness: TestHarness,
+    task_id: str,
+    rule: str,
+    on_snapshot: Callable[[pb.Task], Awaitable[None]] | None = None,
+) -> list[pb.Task]:
+    """Every snapshot WatchTask sends until the server closes the stream (``on_snapshot`` sees each).
 
-    Fails naming ``rule`` when the stream ends in an error, or is still open after
-    ``harness.timeout`` seconds (spec 8.2: it closes with OK after the terminal snapshot).
+    A stream that breaks with UNAVAILABLE before the terminal snapshot (a slow backend, spec 9) is
+    opened again; its first snapshot is then the current one. Fails naming ``rule`` when the stream
+    ends in another error, or is still open after ``harness.timeout`` seconds (spec 8.2: it closes
+    with OK after the terminal snapshot).
     """
     snapshots: list[pb.Task] = []
-    stream = harness.api.watch(task_id)
-    try:
-        async with asyncio.timeout(harness.timeout):
-            async for snapshot in stream:
-                snapshots.append(snapshot)
-    except TimeoutError:
-        violated(
-            rule,
-            seen=f"the stream was still open after {harness.timeout:g}s; statuses so far: "
-            f"{format_statuses(snapshots)}",
-        )
-    except grpc.aio.AioRpcError as error:
-        violated(
-            rule,
-            seen=f"the stream ended with {error.code().name}: {error.details()!r} after "
-            f"{format_statuses(snapshots)}",
-        )
-    finally:
-        with contextlib.suppress(Exception):
-            await stream.aclose()
-    return snapshots
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + harness.timeout
+    while True:
+        stream = harness.api.watch(task_id)
+        try:
+            async with asyncio.timeout_at(deadline):
+                async for snapshot in stream:
+                    snapshots.append(snapshot)
+                    if on_snapshot is not None:
+                        await on_snapshot(snapshot)
+            return snapshots
+        except TimeoutError:
+            violated(
+                rule,
+                seen=f"the stream was still open after {harness.timeout:g}s; statuses so far: "
+                f"{format_statuses(snapshots)}",
+            )
+        except grpc.aio.AioRpcError as error:
+            ended = bool(snapshots) and snapshots[-1].status in TERMINAL
+            if error.code() not in RETRYABLE or ended or loop.time() >= deadline:
+                violated(
+                    rule,
+                    seen=f"the stream ended with {error.code().name}: {error.details()!r} after "
+                    f"{format_statuses(snapshots)}",
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
 
 
 async def finished(harness: TestHarness, task_id: str) -> tuple[pb.Task, list[pb.TaskEvent]]:
     """Wait until the task is terminal, then read it and its history."""
     await harness.wait_for_terminal(task_id)
-    return await harness.api.get(task_id), await harness.events(task_id)
+    return await get_task(harness, task_id), await get_events(harness, task_id)
 
 
 def require_history(

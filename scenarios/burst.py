@@ -7,7 +7,8 @@ import asyncio
 import pytest
 
 from pytest_taskqueue import TestHarness
-from scenarios._checks import count, format_events, history_violations, require, require_none
+from scenarios._calls import get_events, get_task, submit_tracked
+from scenarios._checks import count, finished_task_violations, format_events, require, require_none
 from taskqueue_proto import taskqueue_pb2 as pb
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.lifecycle]
@@ -28,12 +29,13 @@ def _request(index: int) -> tuple[str, bytes]:
 async def test_burst_of_tasks_all_complete_exactly_once(harness: TestHarness) -> None:
     """spec 7.1, 3.1: 200 tasks submitted at once each get their own task and complete exactly once."""
     requests = [_request(index) for index in range(BURST)]
-    answers = await asyncio.gather(*(harness.submit(kind, payload) for kind, payload in requests))
+    answers = await asyncio.gather(*(submit_tracked(harness, kind, payload) for kind, payload in requests))
     ids = [answer.task_id for answer in answers]
     require(
-        all(answer.created for answer in answers) and len(set(ids)) == BURST,
+        all(answer.created_as_expected for answer in answers) and len(set(ids)) == BURST,
         f"spec 3.1: {BURST} submits with distinct keys create {BURST} distinct tasks",
-        seen=f"{sum(a.created for a in answers)} created, {len(set(ids))} distinct task_ids",
+        seen=f"{sum(a.answer.created for a in answers)} created, {len(set(ids))} distinct task_ids, "
+        f"{sum(a.retries > 0 for a in answers)} retried after UNAVAILABLE",
     )
     for task_id in ids:  # one at a time: most are terminal by the time they are reached
         await harness.wait_for_terminal(task_id)
@@ -42,14 +44,17 @@ async def test_burst_of_tasks_all_complete_exactly_once(harness: TestHarness) ->
 
     async def read(task_id: str) -> tuple[pb.Task, list[pb.TaskEvent]]:
         async with gate:
-            return await harness.api.get(task_id), await harness.events(task_id)
+            return await get_task(harness, task_id), await get_events(harness, task_id)
 
     finals = await asyncio.gather(*(read(task_id) for task_id in ids))
     problems = []
     for (kind, payload), (task, events) in zip(requests, finals, strict=True):
         completions = count(events, pb.TASK_EVENT_TYPE_COMPLETED)
-        wrong = history_violations(events, max_attempts=task.max_attempts)
-        if task.status != pb.TASK_STATUS_COMPLETED or completions != 1 or wrong:
+        if (
+            task.status != pb.TASK_STATUS_COMPLETED
+            or completions != 1
+            or finished_task_violations(task, events)
+        ):
             problems.append(f"{task.task_id} ({kind}): {completions} COMPLETED; {format_events(events)}")
         elif kind == "echo" and task.result != payload:
             problems.append(f"{task.task_id}: echo result {task.result!r} is not its payload {payload!r}")

@@ -11,8 +11,8 @@ import grpc.aio
 import pytest
 
 from pytest_taskqueue import TestHarness
+from scenarios._calls import BAD_INPUT_CODES, drain, expect_error, one_line, submit, submit_tracked
 from scenarios._checks import require, violated
-from scenarios._support import BAD_INPUT_CODES, drain, expect_error
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.errors]
 
@@ -64,7 +64,8 @@ async def _rejected_submit(harness: TestHarness, case: str) -> tuple[_Submit, st
     bad = SUBMIT_CASES[case](harness)
     key = bad.key if bad.key is not None else harness.key(case)
     error = await expect_error(
-        harness.api.submit(key, bad.task_type, bad.payload, bad.max_attempts),
+        harness,
+        lambda: harness.api.submit(key, bad.task_type, bad.payload, bad.max_attempts),
         f"spec 9: SubmitTask with a bad {bad.field} ({case}) fails INVALID_ARGUMENT, never INTERNAL/UNKNOWN",
         INVALID,
     )
@@ -85,10 +86,10 @@ async def test_rejected_submit_creates_nothing(harness: TestHarness, case: str) 
     _, key, _ = await _rejected_submit(harness, case)
     rule = "spec 9.1: a rejected call MUST NOT create a task: its key is still free for a valid submit"
     try:
-        answer = await harness.api.submit(key, "noop")
+        submitted = await submit_tracked(harness, "noop", key=key)
     except grpc.aio.AioRpcError as error:
         violated(rule, seen=f"the valid submit with that key failed {error.code().name}: {error.details()!r}")
-    require(answer.created, rule, seen=f"created={answer.created} task_id={answer.task_id!r}")
+    require(submitted.created_as_expected, rule, seen=f"answered {one_line(submitted.answer)}")
 
 
 @pytest.mark.optional
@@ -124,13 +125,15 @@ async def test_boundary_values_are_accepted(
         pytest.skip(f"max_payload_bytes {limit} is too large to send")
     payload = b"\x01" * limit if at_payload_limit else b""
     try:
-        answer = await harness.api.submit(key, "noop", payload, max_attempts)
+        submitted = await submit_tracked(harness, "noop", payload, max_attempts, key=key)
     except grpc.aio.AioRpcError as error:
         violated(
             f"spec 9: {label} is within the limits and MUST be accepted",
             seen=f"{error.code().name}: {error.details()!r}",
         )
-    require(answer.created, f"spec 3.1: {label} creates a task", seen=str(answer))
+    require(
+        submitted.created_as_expected, f"spec 3.1: {label} creates a task", seen=one_line(submitted.answer)
+    )
 
 
 ReadCall = Callable[[TestHarness, str], Awaitable[object]]
@@ -146,7 +149,9 @@ READ_CALLS: dict[str, ReadCall] = {
 @pytest.mark.parametrize("call", list(READ_CALLS))
 async def test_empty_task_id_is_invalid_argument(harness: TestHarness, call: str) -> None:
     """spec 9: GetTask, ListTaskEvents and WatchTask with an empty task_id fail INVALID_ARGUMENT."""
-    await expect_error(READ_CALLS[call](harness, ""), f"spec 9: {call} with an empty task_id", INVALID)
+    await expect_error(
+        harness, lambda: READ_CALLS[call](harness, ""), f"spec 9: {call} with an empty task_id", INVALID
+    )
 
 
 @pytest.mark.required
@@ -155,7 +160,10 @@ async def test_unknown_task_id_is_not_found(harness: TestHarness, call: str) -> 
     """spec 9: GetTask, ListTaskEvents and WatchTask with an unknown task_id fail NOT_FOUND."""
     unknown = f"no-such-task-{uuid.uuid4()}"
     await expect_error(
-        READ_CALLS[call](harness, unknown), f"spec 9: {call} of an unknown task_id", grpc.StatusCode.NOT_FOUND
+        harness,
+        lambda: READ_CALLS[call](harness, unknown),
+        f"spec 9: {call} of an unknown task_id",
+        grpc.StatusCode.NOT_FOUND,
     )
 
 
@@ -175,7 +183,7 @@ async def test_bad_task_payload_is_never_internal(harness: TestHarness, case: st
     """spec 9.1: a malformed sleep/fail_times payload is bad input, never answered INTERNAL or UNKNOWN."""
     task_type, payload = _BAD_JSON[case]
     try:
-        await harness.api.submit(harness.key(case), task_type, payload)
+        await submit(harness, task_type, payload, key=harness.key(case))
     except grpc.aio.AioRpcError as error:
         require(
             error.code() not in BAD_INPUT_CODES,
@@ -189,8 +197,10 @@ async def test_bad_task_payload_is_never_internal(harness: TestHarness, case: st
 async def test_bad_task_payload_is_invalid_argument(harness: TestHarness, case: str) -> None:
     """spec 6 (SHOULD): a sleep or fail_times payload that is not the documented JSON is INVALID_ARGUMENT."""
     task_type, payload = _BAD_JSON[case]
+    key = harness.key(case)
     await expect_error(
-        harness.api.submit(harness.key(case), task_type, payload),
+        harness,
+        lambda: harness.api.submit(key, task_type, payload),
         f"spec 6: a malformed {task_type} payload ({case}) is rejected with INVALID_ARGUMENT",
         INVALID,
     )

@@ -10,11 +10,12 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2
 
 from pytest_taskqueue import TestHarness
+from scenarios._calls import get_events, get_task, one_line, submit, submit_tracked
 from scenarios._checks import (
-    history_violations,
+    finished_task_violations,
     require,
     require_none,
-    terminal_task_violations,
+    status_name,
     timestamp_violations,
     violated,
 )
@@ -35,19 +36,20 @@ _REFLECTION_METHODS = (
 @pytest.mark.required
 async def test_submit_answers_created_pending_and_a_task_id(harness: TestHarness) -> None:
     """spec 3.1: a submit that creates a task answers created=true, status=PENDING and a non-empty task_id."""
-    answer = await harness.submit("noop")
+    submitted = await submit_tracked(harness, "noop")
+    answer = submitted.answer
     rule = "spec 3.1: a creating submit answers created=true, status=TASK_STATUS_PENDING and the new task_id"
-    require(
-        answer.created and answer.status == pb.TASK_STATUS_PENDING and answer.task_id, rule, seen=str(answer)
-    )
+    # After a retried UNAVAILABLE (spec 3.6) the answer may be the 3.3 one: created=false, current status.
+    fresh = answer.created and answer.status == pb.TASK_STATUS_PENDING
+    require(answer.task_id and (fresh or submitted.retries), rule, seen=one_line(answer))
 
 
 @pytest.mark.required
 async def test_submit_records_submitted_first(harness: TestHarness) -> None:
     """spec 3.1, 4.3: the created task exists at once and its history starts with SUBMITTED (attempt 0)."""
-    answer = await harness.submit("noop")
-    task = await harness.api.get(answer.task_id)
-    events = await harness.events(answer.task_id)
+    answer = await submit(harness, "noop")
+    task = await get_task(harness, answer.task_id)
+    events = await get_events(harness, answer.task_id)
     require(
         task.task_id == answer.task_id and events and (events[0].type, events[0].attempt) == SUBMITTED,
         "spec 3.1: the submit records the event SUBMITTED, first in the history",
@@ -59,7 +61,7 @@ async def test_submit_records_submitted_first(harness: TestHarness) -> None:
 @pytest.mark.required
 async def test_noop_history_is_exactly_submitted_processing_completed(harness: TestHarness) -> None:
     """spec 4.4: a noop task that succeeds at once has exactly SUBMITTED, PROCESSING(1), COMPLETED(1)."""
-    answer = await harness.submit("noop")
+    answer = await submit(harness, "noop")
     task, events = await finished(harness, answer.task_id)
     require(task.status == pb.TASK_STATUS_COMPLETED, "spec 6: noop succeeds", task=task, events=events)
     require_history(events, [SUBMITTED, processing(1), completed(1)], "spec 4.4: exact noop history", task)
@@ -68,11 +70,9 @@ async def test_noop_history_is_exactly_submitted_processing_completed(harness: T
 @pytest.mark.required
 async def test_history_order_and_task_consistency(harness: TestHarness) -> None:
     """spec 4.1, 4.5, 2.4: sequences rise, `at` never goes back, attempts = number of PROCESSING."""
-    answer = await harness.submit("noop")
+    answer = await submit(harness, "noop")
     task, events = await finished(harness, answer.task_id)
-    problems = history_violations(events, max_attempts=task.max_attempts) + terminal_task_violations(
-        task, events
-    )
+    problems = finished_task_violations(task, events)
     require_none(
         problems, "spec 4.1/4.5/2.4: ordered history consistent with the task", task=task, events=events
     )
@@ -83,7 +83,7 @@ async def test_task_fields_echo_the_request(harness: TestHarness) -> None:
     """spec 2.1, 3.2: the task echoes key, task_type, payload; max_attempts 0 is reported as 5."""
     key = harness.key("fields")
     payload = b"\x00opaque\xffpayload\x00"
-    answer = await harness.api.submit(key, "noop", payload, 0)
+    answer = await submit(harness, "noop", payload, 0, key=key)
     task, events = await finished(harness, answer.task_id)
     wrong = [
         f"{name}={got!r}, submitted {sent!r}"
@@ -106,10 +106,10 @@ async def test_task_fields_echo_the_request(harness: TestHarness) -> None:
 @pytest.mark.parametrize("max_attempts", [1, 7, 100])
 async def test_explicit_max_attempts_is_reported_as_given(harness: TestHarness, max_attempts: int) -> None:
     """spec 3.2: max_attempts 1 to 100 are allowed as given and Task.max_attempts reports them."""
-    answer = await harness.submit("noop", max_attempts=max_attempts)
-    task, events = await finished(harness, answer.task_id)
+    submitted = await submit_tracked(harness, "noop", max_attempts=max_attempts)
+    task, events = await finished(harness, submitted.task_id)
     require(
-        answer.created and task.max_attempts == max_attempts,
+        submitted.created_as_expected and task.max_attempts == max_attempts,
         f"spec 3.2: max_attempts={max_attempts} is allowed and reported as given",
         task=task,
         events=events,
@@ -119,7 +119,7 @@ async def test_explicit_max_attempts_is_reported_as_given(harness: TestHarness, 
 @pytest.mark.required
 async def test_noop_result_is_empty(harness: TestHarness) -> None:
     """spec 6: noop ignores its payload and succeeds with an empty result."""
-    answer = await harness.submit("noop", b"ignored")
+    answer = await submit(harness, "noop", b"ignored")
     task, events = await finished(harness, answer.task_id)
     require(
         task.status == pb.TASK_STATUS_COMPLETED and task.result == b"",
@@ -138,7 +138,7 @@ async def test_noop_result_is_empty(harness: TestHarness) -> None:
 )
 async def test_echo_result_equals_payload(harness: TestHarness, payload: bytes) -> None:
     """spec 6, 2.4: echo succeeds and its result equals the payload byte for byte."""
-    answer = await harness.submit("echo", payload)
+    answer = await submit(harness, "echo", payload)
     task, events = await finished(harness, answer.task_id)
     require(
         task.status == pb.TASK_STATUS_COMPLETED and task.result == payload,
@@ -152,18 +152,20 @@ async def test_echo_result_equals_payload(harness: TestHarness, payload: bytes) 
 @pytest.mark.required
 @pytest.mark.parametrize("ms", [0, 200])
 async def test_sleep_completes(harness: TestHarness, ms: int) -> None:
-    """spec 6, 4.4: sleep {"ms": N} succeeds (after about N ms) in one attempt."""
-    answer = await harness.submit("sleep", json.dumps({"ms": ms}).encode())
+    """spec 6, 4.3: sleep {"ms": N} succeeds (after about N ms) with a well-formed history."""
+    answer = await submit(harness, "sleep", json.dumps({"ms": ms}).encode())
     task, events = await finished(harness, answer.task_id)
-    require(task.status == pb.TASK_STATUS_COMPLETED, "spec 6: sleep succeeds", task=task, events=events)
-    require_history(events, [SUBMITTED, processing(1), completed(1)], "spec 6: sleep succeeds at once", task)
+    problems = finished_task_violations(task, events)
+    if task.status != pb.TASK_STATUS_COMPLETED:
+        problems.append(f"spec 6: sleep ends {status_name(task.status)}, it must succeed")
+    require_none(problems, "spec 6: sleep succeeds", task=task, events=events)
 
 
 @pytest.mark.required
 async def test_created_at_never_changes(harness: TestHarness) -> None:
     """spec 2.4: created_at never changes; updated_at is never before created_at and never goes back."""
-    answer = await harness.submit("noop")
-    first = await harness.api.get(answer.task_id)
+    answer = await submit(harness, "noop")
+    first = await get_task(harness, answer.task_id)
     last, events = await finished(harness, answer.task_id)
     problems = timestamp_violations(first) + timestamp_violations(last)
     if last.created_at != first.created_at:

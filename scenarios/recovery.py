@@ -10,14 +10,14 @@ import json
 import pytest
 
 from pytest_taskqueue import TestHarness
+from scenarios._calls import get_task, submit
 from scenarios._checks import (
     attempts_of,
     count,
-    history_violations,
+    finished_task_violations,
     require,
     require_none,
     status_name,
-    terminal_task_violations,
     violated,
 )
 from scenarios._support import finished
@@ -46,10 +46,10 @@ async def test_worker_killed_mid_attempt_completes_exactly_once(harness: TestHar
     after_kill = pb.Task()
     for attempt in range(1, _TRIES + 1):
         payload = json.dumps({"ms": _sleep_ms(harness, attempt)}).encode()
-        answer = await harness.submit("sleep", payload)
+        answer = await submit(harness, "sleep", payload)
         await harness.wait_for_status(answer.task_id, pb.TASK_STATUS_PROCESSING)
         harness.worker.kill()
-        after_kill = await harness.api.get(answer.task_id)
+        after_kill = await get_task(harness, answer.task_id)
         harness.worker.start()
         await harness.worker.wait_ready()
         if after_kill.status == pb.TASK_STATUS_PROCESSING:
@@ -61,9 +61,7 @@ async def test_worker_killed_mid_attempt_completes_exactly_once(harness: TestHar
             seen=f"status after the last kill: {status_name(after_kill.status)}",
         )
     task, events = await finished(harness, interrupted)
-    problems = history_violations(events, max_attempts=task.max_attempts) + terminal_task_violations(
-        task, events
-    )
+    problems = finished_task_violations(task, events)
     if task.status != pb.TASK_STATUS_COMPLETED:
         problems.append(f"spec 7.2: the task ends {status_name(task.status)}, sleep must complete")
     if count(events, pb.TASK_EVENT_TYPE_COMPLETED) != 1:
@@ -86,7 +84,7 @@ async def test_task_submitted_while_the_worker_is_down_is_not_lost(harness: Test
     """spec 7.3: a submit answered with a task_id is not lost: it completes once a worker is back."""
     harness.worker.kill()
     try:
-        answer = await harness.submit("echo", b"while the worker is down")
+        answer = await submit(harness, "echo", b"while the worker is down")
     finally:
         harness.worker.start()
     await harness.worker.wait_ready()

@@ -7,12 +7,12 @@ import json
 import pytest
 
 from pytest_taskqueue import TestHarness
+from scenarios._calls import submit
 from scenarios._checks import (
     attempts_of,
-    history_violations,
+    finished_task_violations,
     require,
     require_none,
-    terminal_task_violations,
 )
 from scenarios._support import DEAD, completed, failing_history, finished, require_history
 from taskqueue_proto import taskqueue_pb2 as pb
@@ -32,7 +32,7 @@ async def test_fail_always_is_dead_after_exactly_max_attempts(
     harness: TestHarness, submitted: int, effective: int
 ) -> None:
     """spec 5.3, 5.4: fail_always ends DEAD after exactly max_attempts FAILED (1..n), DEAD after FAILED(n)."""
-    answer = await harness.submit("fail_always", max_attempts=submitted)
+    answer = await submit(harness, "fail_always", max_attempts=submitted)
     task, events = await finished(harness, answer.task_id)
     rule = (
         f"spec 5.3: fail_always, max_attempts={submitted}: DEAD after exactly {effective} failed attempt(s)"
@@ -44,9 +44,9 @@ async def test_fail_always_is_dead_after_exactly_max_attempts(
 @pytest.mark.required
 async def test_failed_attempts_record_their_error(harness: TestHarness) -> None:
     """spec 5.1, 2.4, 4.2: every FAILED carries its attempt and a non-empty detail; last_error is set."""
-    answer = await harness.submit("fail_always", max_attempts=2)
+    answer = await submit(harness, "fail_always", max_attempts=2)
     task, events = await finished(harness, answer.task_id)
-    problems = history_violations(events, max_attempts=2) + terminal_task_violations(task, events)
+    problems = finished_task_violations(task, events)
     if not task.last_error:
         problems.append("spec 2.4/5.1: last_error is empty after failed attempt(s)")
     if attempts_of(events, pb.TASK_EVENT_TYPE_FAILED) != [1, 2]:
@@ -65,7 +65,7 @@ async def test_failed_attempts_record_their_error(harness: TestHarness) -> None:
 @pytest.mark.parametrize("times", [0, 1, 2])
 async def test_fail_times_completes_on_the_next_attempt(harness: TestHarness, times: int) -> None:
     """spec 6, 5.1: fail_times {"times": N} fails attempts 1..N and completes on attempt N+1."""
-    answer = await harness.submit("fail_times", _times(times))
+    answer = await submit(harness, "fail_times", _times(times))
     task, events = await finished(harness, answer.task_id)
     rule = f"spec 6/5.1: fail_times {{'times': {times}}} completes on attempt {times + 1}"
     require(
@@ -85,7 +85,7 @@ async def test_fail_times_beyond_max_attempts_is_dead(
     harness: TestHarness, times: int, max_attempts: int
 ) -> None:
     """spec 5.3, 5.4: when fail_times needs more attempts than max_attempts allows, the task ends DEAD."""
-    answer = await harness.submit("fail_times", _times(times), max_attempts=max_attempts)
+    answer = await submit(harness, "fail_times", _times(times), max_attempts=max_attempts)
     task, events = await finished(harness, answer.task_id)
     rule = (
         f"spec 5.4: fail_times {times} with max_attempts={max_attempts} is DEAD after {max_attempts} attempts"
