@@ -342,6 +342,11 @@ class ElasticMQ(LocalBackend):
         self._archive: Path | None = None
         self._dumping: Path | None = None
 
+    @property
+    def archive_path(self) -> Path | None:
+        """The class-data-sharing archive this instance uses or writes (known after ``prepare``)."""
+        return self._archive if self.cds else None
+
     def prepare(self) -> None:
         self._java = require_tool("java", "ElasticMQ runs on the JVM", JAVA_HINT)
         classpath_file = ensure_elasticmq(self.cache, progress=self.progress)
@@ -363,10 +368,16 @@ class ElasticMQ(LocalBackend):
         key = hashlib.sha256(key_source.encode()).hexdigest()[:16]
         self._archive = folder / f"elasticmq-{key}.jsa"
         _remove_stale_dumps(folder)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
         (self.log_dir / "elasticmq.conf").write_text(_ELASTICMQ_CONF.format(host=self.host, port=self.port))
 
     def _jvm_options(self) -> list[str]:
-        options = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto"]
+        options = [
+            "-XX:TieredStopAtLevel=1",
+            "-XX:+UseSerialGC",
+            "-Xshare:auto",
+            f"-XX:ErrorFile={self.log_dir / 'hs_err_pid%p.log'}",
+        ]
         self._dumping = None
         if self.cds and self._archive is not None:
             options += ["-Xlog:cds=off", "-Xlog:cds+dynamic=off"]
@@ -391,6 +402,7 @@ class ElasticMQ(LocalBackend):
 
     def _make_process(self) -> ManagedProcess:
         process = super()._make_process()
+        process.cwd = self.log_dir  # anything the JVM writes to its working folder lands with the log
         if self._dumping is not None:
             process.stop_timeout = 20.0  # the archive is written while the JVM exits
         return process

@@ -31,6 +31,7 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -43,11 +44,17 @@ __all__ = [
     "LogLineWait",
     "ManagedProcess",
     "MissingToolError",
+    "ProcessRecord",
     "TcpWait",
     "WaitStrategy",
+    "descendants",
     "display_command",
     "free_port",
     "free_ports",
+    "list_processes",
+    "poll_until",
+    "read_process",
+    "still_running",
 ]
 
 _LOG_TAIL_LINES = 30
@@ -162,7 +169,16 @@ class _Spawner:
                 self._thread.start()
         future: Future[subprocess.Popen[bytes]] = Future()
         self._requests.put((make, future))
-        return future.result()
+        try:
+            return future.result()
+        except BaseException:
+            # Interrupted (Ctrl-C) while the spawner worked: do not leave an untracked child behind.
+            with contextlib.suppress(BaseException):
+                child = future.result()
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child.pid, signal.SIGKILL)
+                child.wait()
+            raise
 
     def _run(self) -> None:
         while True:
@@ -194,7 +210,91 @@ def display_command(argv: Sequence[str]) -> str:
     return shlex.join(shown)
 
 
+# ----------------------------------------------------------------------------- process table
+
+
+@dataclass(frozen=True)
+class ProcessRecord:
+    """One line of the Linux process table (from ``/proc/<pid>/stat``).
+
+    ``start_ticks`` (start time since boot) tells a process apart from a later one with the same pid.
+    """
+
+    pid: int
+    ppid: int
+    pgid: int
+    state: str
+    start_ticks: int
+    command: str
+
+
+def read_process(pid: int) -> ProcessRecord | None:
+    """The process ``pid`` as the kernel shows it now, or None if there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may contain spaces or parentheses itself.
+    fields = stat[stat.rindex(")") + 2 :].split()
+    command = raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
+    return ProcessRecord(
+        pid=pid,
+        ppid=int(fields[1]),
+        pgid=int(fields[2]),
+        state=fields[0],
+        start_ticks=int(fields[19]),
+        command=command or stat[stat.index("(") + 1 : stat.rindex(")")],
+    )
+
+
+def list_processes() -> list[ProcessRecord]:
+    """Every process visible in ``/proc`` now."""
+    records = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            record = read_process(int(entry))
+            if record is not None:
+                records.append(record)
+    return records
+
+
+def descendants(pid: int) -> list[ProcessRecord]:
+    """The children of ``pid``, their children, and so on (by parent pid, now)."""
+    by_parent: dict[int, list[ProcessRecord]] = {}
+    for record in list_processes():
+        by_parent.setdefault(record.ppid, []).append(record)
+    found: list[ProcessRecord] = []
+    frontier = [pid]
+    while frontier:
+        children = by_parent.get(frontier.pop(), [])
+        found.extend(children)
+        frontier.extend(child.pid for child in children)
+    return found
+
+
+def still_running(record: ProcessRecord) -> bool:
+    """True if the very process of ``record`` (same pid and start time) exists and is not a zombie."""
+    now = read_process(record.pid)
+    return now is not None and now.start_ticks == record.start_ticks and now.state != "Z"
+
+
 # ---------------------------------------------------------------------------------------- waiting
+
+
+def poll_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    """Call ``predicate`` until it returns True, backing off from 5 ms to 100 ms between calls.
+
+    Raises TimeoutError("<what> not reached after N s") when ``timeout`` seconds pass first.
+    """
+    deadline = time.monotonic() + timeout
+    delay = _FIRST_DELAY_S
+    while not predicate():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError(f"{what} not reached after {timeout:.1f} s")
+        time.sleep(min(delay, remaining))  # backoff between probes, not a wait for an outcome
+        delay = min(delay * 1.5, _MAX_DELAY_S)
 
 
 class WaitStrategy:
@@ -511,10 +611,12 @@ class ManagedProcess:
             self.starts += 1
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log_path, "ab") as log:
-                self.run_log_offset = log.tell()
                 header = f"--- pytest-taskqueue: start {self.starts} of {self.name}: {self.command_line}\n"
                 log.write(header.encode())
                 log.flush()
+                # Probes and the error's log tail look at this run's output only, header excluded
+                # (the command line in it could match a LogLineWait pattern).
+                self.run_log_offset = log.tell()
                 setup = _child_setup(self.death_signal, os.getpid())
 
                 def make() -> subprocess.Popen[bytes]:

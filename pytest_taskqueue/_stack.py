@@ -35,6 +35,7 @@ from typing import IO, Any, Self
 
 from pytest_taskqueue._backends import ElasticMQ, LocalBackend, MotoServer, ToxiproxyServer, child_environment
 from pytest_taskqueue._procs import (
+    BackendStartError,
     GrpcHealthWait,
     LogLineWait,
     ManagedProcess,
@@ -204,10 +205,8 @@ class ReferenceStack:
         return self.config.visibility_timeout
 
     @property
-    def log_dir(self) -> Path:
-        """Folder of the process logs (one file per process)."""
-        if self._log_dir is None:
-            raise RuntimeError("the reference stack is not started")
+    def log_dir(self) -> Path | None:
+        """Folder of the process logs (one file per process); None before ``start``."""
         return self._log_dir
 
     @property
@@ -275,7 +274,7 @@ class ReferenceStack:
             "dead_letter_queue_url": self.dead_letter_queue_url,
             "visibility_timeout": self.visibility_timeout,
             "proxies": self.proxies,
-            "log_dir": str(self.log_dir),
+            "log_dir": str(self._log_dir),
         }
 
     # ---------------------------------------------------------------------------------- lifecycle
@@ -383,6 +382,11 @@ class ReferenceStack:
             first = min(errors, key=order.index)
             raise errors[first]
 
+    def _need_log_dir(self) -> Path:
+        if self._log_dir is None:
+            raise RuntimeError("the reference stack is not started")
+        return self._log_dir
+
     def _reference_process(self, mode: str) -> ManagedProcess:
         config = self.config
         ports = self._need()
@@ -437,7 +441,7 @@ class ReferenceStack:
         return ManagedProcess(
             name,
             argv,
-            log_path=self.log_dir / f"reference-{side}.log",
+            log_path=self._need_log_dir() / f"reference-{side}.log",
             wait=wait,
             env=env,
             start_timeout=config.start_timeout,
@@ -496,7 +500,18 @@ class ReferenceStack:
             "worker_sqs": ports.elasticmq,
         }
         for name in PROXY_NAMES:
-            client.create_proxy(name, f"127.0.0.1:{getattr(ports, name)}", f"127.0.0.1:{upstreams[name]}")
+            listen, upstream = f"127.0.0.1:{getattr(ports, name)}", f"127.0.0.1:{upstreams[name]}"
+            try:
+                client.create_proxy(name, listen, upstream)
+            except Exception as error:
+                toxiproxy = self._toxiproxy
+                raise BackendStartError(
+                    "Toxiproxy",
+                    f"cannot create proxy {name!r} listening on {listen} (to {upstream}): {error}",
+                    command=toxiproxy.process.command_line if toxiproxy.process else None,
+                    log_path=toxiproxy.log_path,
+                    log_tail=toxiproxy.process.log_tail() if toxiproxy.process else "",
+                ) from error
 
     def _boto_client(self, service: str, endpoint: str) -> Any:
         import boto3
@@ -532,13 +547,14 @@ class ReferenceStack:
                 with contextlib.suppress(Exception):
                     backend.stop()
 
-    def stop(self) -> None:
+    def stop(self, *, keep_logs: bool = False) -> None:
         """Stop every process (worker, server, Toxiproxy, backends); idempotent, safe after a failure.
 
-        The temporary log folder is removed after a clean run unless ``keep_logs``; after a failed
-        start it is kept, since the error names files in it.
+        The temporary log folder is removed after a clean run unless ``keep_logs`` (here or in the
+        config); after a failed start it is kept, since the error names files in it.
         """
         self._stop_processes()
+        self._failed = self._failed or keep_logs
         if self._own_log_dir and not self._failed and not self.config.keep_logs and self._log_dir:
             shutil.rmtree(self._log_dir, ignore_errors=True)
             self._own_log_dir = False
