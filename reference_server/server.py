@@ -133,7 +133,12 @@ async def _shutdown(
     if server is not None:
 
         async def stop_server() -> None:
-            stopping = asyncio.ensure_future(server.stop(config.shutdown_grace))
+            # No unary call outlives the service's own deadline, so more grace would only be spent
+            # on streams that never end by themselves (health watches).
+            grace = min(
+                config.shutdown_grace, service.deadline if service is not None else config.shutdown_grace
+            )
+            stopping = asyncio.ensure_future(server.stop(grace))
             if service is not None:
                 await service.close()  # ends open watches so the grace is not spent on them
             await stopping

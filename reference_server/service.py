@@ -148,7 +148,8 @@ class TaskQueueService(taskqueue_pb2_grpc.TaskQueueServicer):
         self._background: set[asyncio.Task[None]] = set()
         self._closing = asyncio.Event()
         self.ready = False
-        self._deadline = config.backend_timeout * 3 + 1
+        #: Longest a unary call may take before it answers UNAVAILABLE, seconds.
+        self.deadline = config.backend_timeout * 3 + 1
 
     # ------------------------------------------------------------------ helpers
 
@@ -164,7 +165,7 @@ class TaskQueueService(taskqueue_pb2_grpc.TaskQueueServicer):
         With ``deadline`` the call is bounded (a few backend timeouts), so a hung backend still
         answers UNAVAILABLE in seconds even if botocore's own timeouts did not fire.
         """
-        limit = self._deadline
+        limit = self.deadline
         try:
             if not self.ready:
                 raise RpcError(grpc.StatusCode.UNAVAILABLE, "the server is still connecting to its backends")

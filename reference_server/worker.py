@@ -84,8 +84,10 @@ class Worker:
         announced = False
         failures = 0
         while not self._stopping.is_set():
-            if len(self._inflight) >= self._config.concurrency:
-                await asyncio.wait(set(self._inflight), return_when=asyncio.FIRST_COMPLETED)
+            if len(self._inflight) >= self._config.concurrency:  # all slots busy: wait for one, or stop
+                stopping = asyncio.ensure_future(self._stopping.wait())
+                await asyncio.wait({*self._inflight, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
                 continue
             if not announced:
                 self._announce("worker ready")
@@ -94,10 +96,13 @@ class Worker:
             try:
                 messages = await self._queues.receive(free, RECEIVE_WAIT_SECONDS)
                 failures = 0
-            except BackendUnavailable as exc:
+            except Exception as exc:  # BackendUnavailable, or anything unexpected: keep polling
                 failures += 1
                 delay = min(0.1 * 2**failures, 5.0)
-                log.warning("receive failed (retrying in %.1fs): %s", delay, exc)
+                if isinstance(exc, BackendUnavailable):
+                    log.warning("receive failed (retrying in %.1fs): %s", delay, exc)
+                else:
+                    log.exception("receive failed unexpectedly (retrying in %.1fs)", delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 continue

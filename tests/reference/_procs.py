@@ -22,7 +22,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SERIAL_MOTO = Path(__file__).with_name("_serial_moto.py")
-ELASTICMQ_CLASSPATH = Path("/tmp/emq/cp.txt")  # stand-in until pytest_taskqueue's backends land
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -164,9 +163,11 @@ def start_moto(log_dir: Path, name: str = "moto") -> tuple[Process, str]:
     return process, url
 
 
-def elasticmq_available() -> bool:
-    """Whether an ElasticMQ classpath is at hand."""
-    return ELASTICMQ_CLASSPATH.is_file()
+def elasticmq_classpath() -> str:
+    """ElasticMQ's classpath from the toolkit cache (Maven resolves it on first use)."""
+    from pytest_taskqueue._backends import ensure_elasticmq
+
+    return ensure_elasticmq().read_text().strip()
 
 
 def start_elasticmq(log_dir: Path) -> tuple[Process, str]:
@@ -180,7 +181,7 @@ def start_elasticmq(log_dir: Path) -> tuple[Process, str]:
         "  sqs-limits = strict }\n"
         "rest-stats { enabled = false }\n"
     )
-    classpath = ELASTICMQ_CLASSPATH.read_text().strip()
+    classpath = elasticmq_classpath()
     process = Process(
         "elasticmq",
         ["java", f"-Dconfig.file={conf}", "-cp", classpath, "org.elasticmq.server.Main"],
