@@ -45,6 +45,7 @@ __all__ = [
     "ManagedProcess",
     "MissingToolError",
     "ProcessRecord",
+    "StartAborted",
     "TcpWait",
     "WaitStrategy",
     "descendants",
@@ -95,6 +96,11 @@ class BackendStartError(RuntimeError):
         if log_tail.strip():
             message += f"\n--- last lines of {log_path or 'the log'} ---\n{log_tail.rstrip()}"
         super().__init__(message)
+
+
+class StartAborted(BackendStartError):
+    """The start was abandoned because the process was stopped meanwhile (usually by a caller
+    reacting to another failure): a consequence, not a cause."""
 
 
 class MissingToolError(BackendStartError):
@@ -665,7 +671,9 @@ class ManagedProcess:
             while True:
                 if popen.poll() is not None:
                     if self._stopping:
-                        self._fail("was stopped before it was ready")
+                        raise StartAborted(
+                            self.name, "was stopped before it was ready", command=self.command_line
+                        )
                     self._fail(
                         f"exited with code {popen.returncode} before it was ready "
                         f"(waiting for {strategy.describe()})"

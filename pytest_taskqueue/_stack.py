@@ -39,6 +39,7 @@ from pytest_taskqueue._procs import (
     GrpcHealthWait,
     LogLineWait,
     ManagedProcess,
+    StartAborted,
     WaitStrategy,
     free_ports,
 )
@@ -353,34 +354,34 @@ class ReferenceStack:
         self._run_parallel(steps)
 
     def _run_parallel(self, steps: dict[str, Callable[[], None]]) -> None:
-        """Run the steps on threads; at the first failure stop everything, then raise the root cause."""
+        """Run the steps on threads; at the first failure stop everything, then raise the root cause.
+
+        The root cause is the first failure seen; failures that follow from stopping the others
+        (``StartAborted``) or from a backend going away are only reported if nothing else failed.
+        """
         order = list(steps)
-        errors: dict[str, BaseException] = {}
+        causes: dict[str, BaseException] = {}
+        later: dict[str, BaseException] = {}
         with concurrent.futures.ThreadPoolExecutor(len(steps), thread_name_prefix="taskqueue-stack") as pool:
             futures = {pool.submit(step): name for name, step in steps.items()}
             try:
-                pending = set(futures)
-                while pending:
-                    done, pending = concurrent.futures.wait(
-                        pending, return_when=concurrent.futures.FIRST_EXCEPTION
-                    )
-                    failed = [future for future in done if future.exception() is not None]
-                    if failed:
-                        for future in failed:
-                            errors[futures[future]] = future.exception()  # type: ignore[assignment]
-                        break
+                done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+                for future in done:
+                    error = future.exception()
+                    if error is not None and not isinstance(error, StartAborted):
+                        causes[futures[future]] = error
             finally:
-                if errors or any(not future.done() for future in futures):
+                if causes or any(not future.done() for future in futures):
                     # Stopping the processes makes every remaining wait return at once.
                     self._stop_processes()
                 for future, name in futures.items():
                     with contextlib.suppress(BaseException):
                         error = future.exception()
-                        if error is not None:
-                            errors.setdefault(name, error)
-        if errors:
-            first = min(errors, key=order.index)
-            raise errors[first]
+                        if error is not None and name not in causes:
+                            later[name] = error
+        for found in (causes, {n: e for n, e in later.items() if not isinstance(e, StartAborted)}, later):
+            if found:
+                raise found[min(found, key=order.index)]
 
     def _need_log_dir(self) -> Path:
         if self._log_dir is None:
