@@ -5,10 +5,13 @@
 #   taskqueue-test/base:bookworm      Debian bookworm minbase (debootstrap), `docker import`ed
 #   taskqueue-test/toxiproxy:2.12.0   Shopify's Toxiproxy, built with `go install` (static), imported
 #   taskqueue-test/elasticmq:1.6.16   ElasticMQ's Maven Central jars on Debian's JRE 17
-#   taskqueue-test/dynamodb:moto      moto's server (DynamoDB only, requests serialised), standing
-#                                     in for DynamoDB Local, which is not open source
+#   taskqueue-test/dynamodb:moto      moto's server (DynamoDB only, requests serialised: the
+#                                     program of pytest_taskqueue/_moto_server.py), standing in
+#                                     for DynamoDB Local, which is not open source
 #
-# Idempotent: an image whose tag exists is skipped (FORCE=1 rebuilds all). Needs a Docker engine
+# Idempotent: every image carries a label with a hash of its inputs (recipe files, versions); an
+# image whose tag exists with the same hash is skipped, a changed input rebuilds it (FORCE=1
+# rebuilds all). Needs a Docker engine
 # that answers (ci/docker/start-dockerd.sh), root for debootstrap, Maven, Go and pip.
 # Staging folders live under $TASKQUEUE_CACHE_DIR/docker-build (default ~/.cache/pytest-taskqueue).
 #
@@ -29,8 +32,31 @@ ELASTICMQ=taskqueue-test/elasticmq:1.6.16
 DYNAMODB=taskqueue-test/dynamodb:moto
 MOTO_VERSION=${MOTO_VERSION:-$("$python" -c 'import importlib.metadata as m; print(m.version("moto"))')}
 
+INPUTS_LABEL=org.pytest-taskqueue.inputs
+
 say() { echo "build-images: $*" >&2; }
-have() { [[ "${FORCE:-0}" != 1 ]] && docker image inspect "$1" >/dev/null 2>&1; }
+# A short hash of an image's inputs: the named files' contents and extra strings (versions).
+inputs_of() {
+    case $1 in
+    "$BASE") echo "bookworm minbase $mirror" ;;
+    "$TOXIPROXY") "$python" -c 'from fault_injection import TOXIPROXY_VERSION; print(TOXIPROXY_VERSION)' ;;
+    "$ELASTICMQ")
+        cat "$here/images/elasticmq/Dockerfile" "$here/images/elasticmq/pom.xml"
+        docker image inspect -f '{{.Id}}' "$BASE"
+        ;;
+    "$DYNAMODB")
+        cat "$here/images/dynamodb-moto/Dockerfile" "$repo/pytest_taskqueue/_moto_server.py"
+        echo "moto $MOTO_VERSION"
+        docker image inspect -f '{{.Id}}' "$BASE"
+        ;;
+    esac | sha256sum | cut -c1-16
+}
+have() {
+    [[ "${FORCE:-0}" != 1 ]] || return 1
+    local found
+    found=$(docker image inspect -f "{{index .Config.Labels \"$INPUTS_LABEL\"}}" "$1" 2>/dev/null) || return 1
+    [[ "$found" == "$(inputs_of "$1")" ]]
+}
 timed() {
     local name=$1 start=$SECONDS
     shift
@@ -38,7 +64,12 @@ timed() {
     say "$name built in $((SECONDS - start)) s"
 }
 # The legacy builder: it needs no buildx plugin, and it can use a local image as FROM.
-build() { DOCKER_BUILDKIT=0 docker build --quiet --network=host "$@" >/dev/null; }
+build() {
+    local tag=$1
+    shift
+    DOCKER_BUILDKIT=0 docker build --quiet --network=host --label "$INPUTS_LABEL=$(inputs_of "$tag")" \
+        -t "$tag" "$@" >/dev/null
+}
 
 mkdir -p "$stage"
 
@@ -56,7 +87,8 @@ build_base() {
     }
     # Smaller image: no apt lists, no caches; apt-get update runs again in each image that needs it.
     rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/archives/*.deb
-    tar -C "$root" -c . | docker import --change 'CMD ["/bin/bash"]' - "$BASE" >/dev/null
+    tar -C "$root" -c . | docker import --change 'CMD ["/bin/bash"]' \
+        --change "LABEL $INPUTS_LABEL=$(inputs_of "$BASE")" - "$BASE" >/dev/null
     rm -rf "$root"
 }
 
@@ -75,6 +107,7 @@ print(ensure_toxiproxy(pathlib.Path(sys.argv[1])))' "$cache")
         --change 'ENTRYPOINT ["/toxiproxy"]' \
         --change 'CMD ["-host=0.0.0.0"]' \
         --change 'EXPOSE 8474' \
+        --change "LABEL $INPUTS_LABEL=$(inputs_of "$TOXIPROXY")" \
         - "$TOXIPROXY" >/dev/null
     rm -rf "$root"
 }
@@ -89,13 +122,14 @@ build_elasticmq() {
         tail -n 30 "$stage/elasticmq-mvn.log" >&2
         exit 1
     }
-    build -t "$ELASTICMQ" "$ctx"
+    build "$ELASTICMQ" "$ctx"
 }
 
 build_dynamodb() {
     local ctx=$stage/dynamodb-moto
     rm -rf "$ctx" && mkdir -p "$ctx/wheels"
-    cp "$here/images/dynamodb-moto/Dockerfile" "$here/images/dynamodb-moto/serve.py" "$ctx/"
+    cp "$here/images/dynamodb-moto/Dockerfile" "$ctx/"
+    cp "$repo/pytest_taskqueue/_moto_server.py" "$ctx/moto_server.py"
     # Wheels are built on the host (its pip reaches PyPI as configured here) for the image's
     # CPython 3.11; the image installs them with --no-index.
     printf '%s\n' "moto[dynamodb]==$MOTO_VERSION" flask flask-cors >"$ctx/wheels/requirements.txt"
@@ -105,16 +139,21 @@ build_dynamodb() {
         tail -n 30 "$stage/dynamodb-pip.log" >&2
         exit 1
     }
-    build -t "$DYNAMODB" "$ctx"
+    build "$DYNAMODB" "$ctx"
 }
 
 for pair in "$BASE:build_base" "$TOXIPROXY:build_toxiproxy" "$ELASTICMQ:build_elasticmq" "$DYNAMODB:build_dynamodb"; do
     image=${pair%:*}
     step=${pair##*:}
     if have "$image"; then
-        say "$image exists; skipped"
+        say "$image is up to date; skipped"
     else
+        previous=$(docker image inspect -f '{{.Id}}' "$image" 2>/dev/null || true)
         timed "$image" "$step"
+        # The image this one replaces, now untagged (kept if a container or another tag uses it).
+        if [[ -n "$previous" && "$previous" != "$(docker image inspect -f '{{.Id}}' "$image")" ]]; then
+            docker rmi "$previous" >/dev/null 2>&1 || true
+        fi
     fi
 done
 say "images ready: $BASE $TOXIPROXY $ELASTICMQ $DYNAMODB"

@@ -138,7 +138,7 @@ def test_nothing_left_after_an_exception_inside(docker_images: Images, docker_cl
 
 def test_failed_start_half_way_leaves_nothing(docker_images: Images, docker_client: Any) -> None:
     """The DynamoDB container exits at once: the error carries its log, and all three are removed."""
-    backends = DockerBackends(**docker_images, dynamodb_command=["--no-such-flag"])
+    backends = DockerBackends(**docker_images, dynamodb_command=["--port", "8000", "--no-such-flag"])
     if backends.dynamodb_image.startswith("amazon/dynamodb-local"):
         pytest.skip("relies on the moto stand-in's argument parser")
     with pytest.raises(DockerBackendError) as caught:
