@@ -170,12 +170,14 @@ class ChaosConfig:
     duration_s: float = 60.0
     fault_proxies: Sequence[str] = ()
     fault_kinds: Sequence[str] = FAULT_KINDS
-    clients: int = 6
-    ops_per_second: float = 25.0
+    clients: int = 8
+    ops_per_second: float = 20.0
     rpc_timeout_s: float = 2.0
     resolve_timeout_s: float = 60.0
     health_timeout_s: float = 30.0
     drain_timeout_s: float = 180.0
+    drain_concurrency: int = 8
+    collect_timeout_s: float = 60.0
     race_width: int = 4
     progress_every_s: float = 5.0
 
@@ -213,8 +215,8 @@ class _Client:
 
     async def submit(
         self, request: taskqueue_pb2.SubmitTaskRequest, resolves: int | None = None
-    ) -> str | None:
-        """One recorded SubmitTask; returns the outcome (``ok``/``fail``/``unknown``)."""
+    ) -> tuple[str, int]:
+        """One recorded SubmitTask; returns its outcome (``ok``/``fail``/``unknown``) and op id."""
         op = self.recorder.invoke_submit(request, resolves=resolves)
         try:
             response = await self.stub.SubmitTask(request, timeout=self.config.rpc_timeout_s)
@@ -224,25 +226,29 @@ class _Client:
             if code in INDETERMINATE_CODES:
                 self.recorder.unknown(op, code, exc.details() or "")
                 self.unresolved.setdefault(resolves if resolves is not None else op, request)
-                return "unknown"
+                return "unknown", op
             self.recorder.fail(op, code, exc.details() or "")
-            self.unresolved.pop(resolves if resolves is not None else op, None)
-            return "fail"
+            self._resolved(request)
+            return "fail", op
         self._count("OK")
         self.recorder.ok_submit(op, response)
         self.acknowledged.setdefault(response.task_id, request)
-        self.unresolved.pop(resolves if resolves is not None else op, None)
-        return "ok"
+        self._resolved(request)
+        return "ok", op
+
+    def _resolved(self, request: taskqueue_pb2.SubmitTaskRequest) -> None:
+        """A definite answer to ``request``: its earlier unknown submits need no more resolving."""
+        for op_id in [op_id for op_id, pending in self.unresolved.items() if pending == request]:
+            del self.unresolved[op_id]
 
     async def submit_resolving(self, request: taskqueue_pb2.SubmitTaskRequest, deadline: float) -> None:
         """Submit; while the outcome is unknown, resubmit the same key and request until ``deadline``."""
-        first = self.recorder.operation_count
-        outcome = await self.submit(request)
+        outcome, first = await self.submit(request)
         pause = 0.05
         while outcome == "unknown" and time.monotonic() < deadline:
             await asyncio.sleep(pause)
             pause = min(pause * 2, 1.0)
-            outcome = await self.submit(request, resolves=self._first_op(first, request))
+            outcome, _ = await self.submit(request, resolves=self._first_op(first, request))
 
     def _first_op(self, hint: int, request: taskqueue_pb2.SubmitTaskRequest) -> int:
         for op_id, pending in self.unresolved.items():
@@ -331,7 +337,8 @@ async def _client_loop(client: _Client, index: int, stop_at: float) -> None:
         counter += 1
         key = f"chaos-{config.seed}-{index}-{counter}"
         roll = rng.random()
-        resolve_by = time.monotonic() + config.resolve_timeout_s
+        # Unknown outcomes still open at the end of the workload are resolved after healing.
+        resolve_by = min(time.monotonic() + config.resolve_timeout_s, stop_at)
         if roll < 0.55 or not mine:
             request = _new_request(rng, key)
             mine.append(request)
@@ -392,22 +399,11 @@ async def _fault_loop(
         await client.health("health_after", client.config.health_timeout_s, f"after {fault.describe()}")
 
 
-async def _progress_loop(
-    client: _Client,
-    started: float,
-    config: ChaosConfig,
-    state: dict[str, str],
-    applied: list[str],
-    total: int,
-    progress: Callable[[str], None],
-) -> None:
+async def _every(interval_s: float, line: Callable[[], str], progress: Callable[[str], None]) -> None:
+    """Emit ``line()`` every ``interval_s`` until cancelled."""
     while True:
-        await asyncio.sleep(config.progress_every_s)
-        progress(
-            f"chaos: {time.monotonic() - started:5.1f}s/{config.duration_s:.0f}s "
-            f"ops={client.recorder.operation_count} tasks={len(client.acknowledged)} "
-            f"faults={len(applied)}/{total} current={state.get('current', 'none')}"
-        )
+        await asyncio.sleep(interval_s)
+        progress(line())
 
 
 def _heal(proxies: Mapping[str, Proxy]) -> None:
@@ -483,6 +479,33 @@ async def _collect(client: _Client, task_id: str, deadline: float) -> None:
         client.recorder.record_events(task_id, answer.events)
 
 
+async def _drain(
+    client: _Client, task_ids: Sequence[str], config: ChaosConfig, progress: Callable[[str], None]
+) -> set[str]:
+    """Wait (a few watches at a time, so the target is not flooded) until every task is terminal."""
+    deadline = time.monotonic() + config.drain_timeout_s
+    terminal: set[str] = set()
+    gate = asyncio.Semaphore(config.drain_concurrency)
+
+    async def wait_one(task_id: str) -> None:
+        async with gate:
+            if await _wait_terminal(client, task_id, deadline):
+                terminal.add(task_id)
+
+    reporter = asyncio.create_task(
+        _every(
+            config.progress_every_s,
+            lambda: f"chaos: draining, {len(terminal)}/{len(task_ids)} terminal",
+            progress,
+        )
+    )
+    try:
+        await asyncio.gather(*(wait_one(tid) for tid in task_ids))
+    finally:
+        reporter.cancel()
+    return terminal
+
+
 def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -530,7 +553,15 @@ async def run_chaos(
         started = time.monotonic()
         stop_at = started + config.duration_s
         reporter = asyncio.create_task(
-            _progress_loop(client, started, config, state, applied, len(schedule), progress)
+            _every(
+                config.progress_every_s,
+                lambda: (
+                    f"chaos: {time.monotonic() - started:5.1f}s/{config.duration_s:.0f}s "
+                    f"ops={recorder.operation_count} tasks={len(client.acknowledged)} "
+                    f"faults={len(applied)}/{len(schedule)} current={state['current']}"
+                ),
+                progress,
+            )
         )
         try:
             async with asyncio.TaskGroup() as group:
@@ -545,18 +576,18 @@ async def run_chaos(
         resolve_by = time.monotonic() + config.resolve_timeout_s
         for request in list(client.unresolved.values()):
             await client.submit_resolving(request, resolve_by)
-        drain_by = time.monotonic() + config.drain_timeout_s
-        gate = asyncio.Semaphore(32)
+        task_ids = recorder.acknowledged_task_ids()
+        terminal = await _drain(client, task_ids, config, progress)
+        undrained = [tid for tid in task_ids if tid not in terminal]
+        progress(f"chaos: {len(terminal)}/{len(task_ids)} tasks terminal; collecting final state")
+        collect_by = time.monotonic() + config.collect_timeout_s
+        gate = asyncio.Semaphore(4)
 
-        async def drain_one(task_id: str) -> tuple[str, bool]:
+        async def collect_one(task_id: str) -> None:
             async with gate:
-                done = await _wait_terminal(client, task_id, drain_by)
-                await _collect(client, task_id, drain_by + 30.0)
-                return task_id, done
+                await _collect(client, task_id, collect_by)
 
-        drained = await asyncio.gather(*(drain_one(tid) for tid in recorder.acknowledged_task_ids()))
-        undrained = [tid for tid, done in drained if not done]
-        progress(f"chaos: drained {len(drained) - len(undrained)}/{len(drained)} tasks")
+        await asyncio.gather(*(collect_one(tid) for tid in task_ids))
         return ChaosResult(
             history=recorder.history(),
             schedule=schedule,

@@ -10,17 +10,13 @@ import os
 import pathlib
 import socket
 import socketserver
-import subprocess
 import threading
 import uuid
 from collections.abc import Iterator
 
 import pytest
-from fault_injection_testutil import free_port
 
-from fault_injection import Proxy, Toxiproxy, ToxiproxyError, ensure_toxiproxy
-
-_READY_TIMEOUT_S = 20.0
+from fault_injection import Proxy, Toxiproxy, ensure_toxiproxy, running_toxiproxy
 
 
 def _cache_dir() -> pathlib.Path:
@@ -40,34 +36,9 @@ def toxiproxy(
     toxiproxy_binary: pathlib.Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Toxiproxy]:
     """A running Toxiproxy server (one per session), as a client of its API."""
-    port = free_port()
     log_path = tmp_path_factory.mktemp("toxiproxy") / "toxiproxy.log"
-    command = [str(toxiproxy_binary), "-host", "127.0.0.1", "-port", str(port)]
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, LOG_LEVEL="warn"),
-        )
-    try:
-        client = Toxiproxy(f"http://127.0.0.1:{port}", timeout_s=5.0)
-        try:
-            client.wait_ready(_READY_TIMEOUT_S)
-        except ToxiproxyError as exc:
-            tail = log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(
-                f"Toxiproxy did not start: {' '.join(command)}\n{exc}\nlog tail:\n{tail}"
-            ) from exc
+    with running_toxiproxy(toxiproxy_binary, log_path=log_path) as client:
         yield client
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
 
 
 class _EchoHandler(socketserver.BaseRequestHandler):

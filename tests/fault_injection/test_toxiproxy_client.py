@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import pathlib
 import socket
 import uuid
 
 import pytest
 from fault_injection_testutil import echo_once, free_port
 
-from fault_injection import Proxy, Toxic, Toxiproxy, ToxiproxyError
+from fault_injection import Proxy, Toxic, Toxiproxy, ToxiproxyError, ToxiproxyStartError, running_toxiproxy
 
 
 def test_version_answers(toxiproxy: Toxiproxy) -> None:
@@ -124,3 +125,23 @@ def test_stuck_api_times_out() -> None:
         with pytest.raises(ToxiproxyError) as info:
             client.proxies()
     assert info.value.status is None
+
+
+def test_running_toxiproxy_reports_a_server_that_never_answers(tmp_path: pathlib.Path) -> None:
+    """A "server" that exits at once: the error names the command and shows the log tail."""
+    fake = tmp_path / "toxiproxy-server"
+    fake.write_text("#!/bin/sh\necho 'cannot bind' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    with (
+        pytest.raises(ToxiproxyStartError, match="cannot bind") as info,
+        running_toxiproxy(fake, ready_timeout_s=0.5),
+    ):
+        pytest.fail("must not yield")
+    assert str(fake) in str(info.value) and "exit code: 3" in str(info.value)
+
+
+def test_running_toxiproxy_stops_its_server(toxiproxy_binary: pathlib.Path) -> None:
+    with running_toxiproxy(toxiproxy_binary) as client:
+        assert client.version()
+    with pytest.raises(ToxiproxyError):
+        client.version()
