@@ -49,6 +49,7 @@ class RunInfo:
     version: str = ""
     infra_error: str | None = None
     infra_detail: str = ""
+    kept_logs: list[str] = dataclasses.field(default_factory=list)
 
     def note_target(self, target: str, implementation: str, version: str) -> None:
         """Remember the target a session connected to and what it said it is."""
@@ -67,6 +68,7 @@ class RunInfo:
             self.note_target(
                 str(target), str(output.get("implementation", "")), str(output.get("version", ""))
             )
+        self.kept_logs.extend(str(folder) for folder in output.get("kept_logs", []))
         if output.get("infra_error") and not self.infra_error:
             self.infra_error = str(output["infra_error"])
             self.infra_detail = str(output.get("infra_detail", ""))

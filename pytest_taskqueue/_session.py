@@ -89,6 +89,8 @@ class ConformanceSession:
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> Generator[None]:
         """End the summary with the conformance table and the verdict, after pytest's own sections."""
         yield
+        for folder in self.info.kept_logs:
+            terminalreporter.write_line(f"taskqueue: reference stack logs kept in {folder}")
         if self.verdict is None:
             return
         terminalreporter.write_sep("=", "taskqueue conformance")

@@ -70,7 +70,10 @@ def taskqueue_stack(
     try:
         yield stack
     finally:
+        log_dir = str(stack.log_dir)
         stack.stop()
+        if taskqueue_config.keep_logs:
+            request.config.stash[INFO_KEY].kept_logs.append(log_dir)
 
 
 @pytest.fixture(scope="session")

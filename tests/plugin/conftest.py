@@ -9,6 +9,7 @@ end of the test.
 from __future__ import annotations
 
 import contextlib
+import os
 import pathlib
 import queue
 import socket
@@ -40,8 +41,10 @@ asyncio_default_fixture_loop_scope = function
 
 
 @pytest.fixture
-def inner(pytester: pytest.Pytester) -> pytest.Pytester:
-    """A pytester folder with a quiet ini, for runs of the plugin."""
+def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester folder with a quiet ini, for runs of the plugin, free of the outer TASKQUEUE_* settings."""
+    for name in [name for name in os.environ if name.startswith("TASKQUEUE_")]:
+        monkeypatch.delenv(name)
     pytester.makeini(INNER_INI)
     return pytester
 
