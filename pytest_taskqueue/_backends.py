@@ -105,6 +105,7 @@ class LocalBackend:
         self.start_timeout = start_timeout
         self.progress = progress
         self.process: ManagedProcess | None = None
+        self._prepared = False
 
     @property
     def endpoint(self) -> str:
@@ -129,6 +130,12 @@ class LocalBackend:
     def prepare(self) -> None:
         """Fetch or build what the process needs (may download on first use); default: nothing."""
 
+    def ensure_prepared(self) -> None:
+        """``prepare()`` once per instance (thread-safe only in the sense that it is idempotent)."""
+        if not self._prepared:
+            self.prepare()
+            self._prepared = True
+
     def command(self) -> list[str]:
         """The command line of the process."""
         raise NotImplementedError
@@ -152,7 +159,7 @@ class LocalBackend:
         if self.running:
             return
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.prepare()
+        self.ensure_prepared()
         self.process = self._make_process()
         self.process.start(wait=False)
 
