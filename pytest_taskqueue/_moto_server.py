@@ -79,6 +79,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
+    from pytest_taskqueue._moto_patches import patch_transactions
+
+    patch_transactions()
     app = build_app()
 
     import logging

@@ -1,0 +1,69 @@
+"""The per-item rollback keeps TransactWriteItems all-or-nothing (moto in-process, patched)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from pytest_taskqueue._moto_patches import patch_transactions
+
+
+@pytest.fixture
+def table() -> Iterator[Any]:
+    with mock_aws():
+        assert patch_transactions()
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        client.create_table(
+            TableName="t",
+            KeySchema=[
+                {"AttributeName": "pk", "KeyType": "HASH"},
+                {"AttributeName": "sk", "KeyType": "RANGE"},
+            ],
+            AttributeDefinitions=[
+                {"AttributeName": "pk", "AttributeType": "S"},
+                {"AttributeName": "sk", "AttributeType": "S"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        yield client
+
+
+def _put(pk: str, sk: str, **extra: Any) -> dict[str, Any]:
+    return {"Put": {"TableName": "t", "Item": {"pk": {"S": pk}, "sk": {"S": sk}}, **extra}}
+
+
+def _keys(client: Any) -> set[tuple[str, str]]:
+    items = client.scan(TableName="t")["Items"]
+    return {(i["pk"]["S"], i["sk"]["S"]) for i in items}
+
+
+def test_a_failed_condition_rolls_back_every_item(table: Any) -> None:
+    table.put_item(TableName="t", Item={"pk": {"S": "a"}, "sk": {"S": "1"}, "v": {"S": "old"}})
+    table.put_item(TableName="t", Item={"pk": {"S": "b"}, "sk": {"S": "1"}})
+    with pytest.raises(table.exceptions.TransactionCanceledException):
+        table.transact_write_items(
+            TransactItems=[
+                _put("new", "1"),
+                {
+                    "Update": {
+                        "TableName": "t",
+                        "Key": {"pk": {"S": "a"}, "sk": {"S": "1"}},
+                        "UpdateExpression": "SET v = :n",
+                        "ExpressionAttributeValues": {":n": {"S": "new"}},
+                    }
+                },
+                _put("b", "1", ConditionExpression="attribute_not_exists(pk)"),
+            ]
+        )
+    assert _keys(table) == {("a", "1"), ("b", "1")}
+    item = table.get_item(TableName="t", Key={"pk": {"S": "a"}, "sk": {"S": "1"}})["Item"]
+    assert item["v"]["S"] == "old"
+
+
+def test_a_passing_transaction_applies_every_item(table: Any) -> None:
+    table.transact_write_items(TransactItems=[_put("x", "1"), _put("x", "2"), _put("y", "1")])
+    assert _keys(table) == {("x", "1"), ("x", "2"), ("y", "1")}
