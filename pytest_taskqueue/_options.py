@@ -60,11 +60,6 @@ class TaskQueueConfig:
     worker_id: str
 
     @property
-    def owned(self) -> bool:
-        """True when no target was given, so the harness owns the stack it tests."""
-        return self.target is None
-
-    @property
     def resource_prefix(self) -> str:
         """Prefix for this worker's tables and queues, e.g. ``tq-3f9a1c2e-gw0``."""
         return f"tq-{self.run_id}-{self.worker_id}"
