@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -34,8 +35,8 @@ RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 BAD_INPUT_CODES = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 """Codes spec 9.1 forbids as the answer to bad input."""
 
-_FIRST_BACKOFF_S = 0.05
-_MAX_BACKOFF_S = 1.0
+_FIRST_BACKOFF_S = 0.1
+_MAX_BACKOFF_S = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +80,9 @@ async def retrying(harness: TestHarness, call: Callable[[], Awaitable[T]], what:
                     f"{what} answered {error.code().name} for {harness.timeout:g}s "
                     f"({retries + 1} tries): {error.details()!r}"
                 ) from error
-        await asyncio.sleep(backoff)  # backoff between retries, not a synchronisation
+        # Backoff between retries (not a synchronisation), with full jitter so that many clients
+        # refused at once (a burst) do not come back at once.
+        await asyncio.sleep(random.uniform(0, backoff))
         backoff = min(backoff * 2, _MAX_BACKOFF_S)
         retries += 1
 
