@@ -6,7 +6,7 @@
 #   taskqueue-test/toxiproxy:2.12.0   Shopify's Toxiproxy, built with `go install` (static), imported
 #   taskqueue-test/elasticmq:1.6.16   ElasticMQ's Maven Central jars on Debian's JRE 17
 #   taskqueue-test/dynamodb:moto      moto's server (DynamoDB only, requests serialised: the
-#                                     program of pytest_taskqueue/_moto_server.py), standing in
+#                                     local backend's pytest_taskqueue/_moto*.py), standing in
 #                                     for DynamoDB Local, which is not open source
 #
 # Idempotent: every image carries a label with a hash of its inputs (recipe files, versions); an
@@ -45,7 +45,7 @@ inputs_of() {
         docker image inspect -f '{{.Id}}' "$BASE"
         ;;
     "$DYNAMODB")
-        cat "$here/images/dynamodb-moto/Dockerfile" "$repo/pytest_taskqueue/_moto_server.py"
+        cat "$here/images/dynamodb-moto/Dockerfile" "$repo"/pytest_taskqueue/_moto*.py
         echo "moto $MOTO_VERSION"
         docker image inspect -f '{{.Id}}' "$BASE"
         ;;
@@ -129,7 +129,9 @@ build_dynamodb() {
     local ctx=$stage/dynamodb-moto
     rm -rf "$ctx" && mkdir -p "$ctx/wheels"
     cp "$here/images/dynamodb-moto/Dockerfile" "$ctx/"
-    cp "$repo/pytest_taskqueue/_moto_server.py" "$ctx/moto_server.py"
+    mkdir -p "$ctx/pytest_taskqueue"
+    : >"$ctx/pytest_taskqueue/__init__.py"
+    cp "$repo"/pytest_taskqueue/_moto*.py "$ctx/pytest_taskqueue/"
     # Wheels are built on the host (its pip reaches PyPI as configured here) for the image's
     # CPython 3.11; the image installs them with --no-index.
     printf '%s\n' "moto[dynamodb]==$MOTO_VERSION" flask flask-cors >"$ctx/wheels/requirements.txt"
