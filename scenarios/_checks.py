@@ -275,6 +275,15 @@ def finished_task_violations(task: pb.Task, events: Sequence[pb.TaskEvent]) -> l
     return history_violations(events, max_attempts=task.max_attempts) + terminal_task_violations(task, events)
 
 
+def changed_fields(before: pb.Task, after: pb.Task, *, ignore: Sequence[str] = ()) -> list[str]:
+    """Names of the Task fields whose values differ (``ignore``: names not compared)."""
+    return [
+        field.name
+        for field in pb.Task.DESCRIPTOR.fields
+        if field.name not in ignore and getattr(before, field.name) != getattr(after, field.name)
+    ]
+
+
 def timestamp_violations(task: pb.Task) -> list[str]:
     """spec 2.4: ``updated_at`` not earlier than ``created_at``; both set."""
     problems = []

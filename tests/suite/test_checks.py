@@ -161,3 +161,11 @@ def test_require_fails_with_rule_and_what_was_seen() -> None:
         _checks.require(False, "spec 4.4: exact noop history", events=history("S", "P1"))
     assert "spec 4.4" in str(failure.value)
     assert "#2 PROCESSING(1)" in str(failure.value)
+
+
+def test_changed_fields_names_the_differences() -> None:
+    before = task(pb.TASK_STATUS_COMPLETED)
+    after = task(pb.TASK_STATUS_COMPLETED, updated_offset_s=5)
+    after.payload = b"other"
+    assert _checks.changed_fields(before, after) == ["payload", "updated_at"]
+    assert _checks.changed_fields(before, after, ignore=("updated_at",)) == ["payload"]
