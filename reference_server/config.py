@@ -121,7 +121,10 @@ def parse_args(
     Exits with status 2 and a message naming the flag when a value is out of range.
     """
     environment = os.environ if env is None else env
-    parser = _build_parser(environment)
+    try:
+        parser = _build_parser(environment)
+    except ValueError as exc:  # an environment value that does not parse
+        argparse.ArgumentParser(prog="python -m reference_server").error(str(exc))
     try:
         ns = parser.parse_args(argv)
         config = Config(
