@@ -10,6 +10,11 @@
 - the table and both queues, created by the harness once the backends answer (the server is given
   ``--create-resources`` too, so it also works alone).
 
+With ``StackConfig(backend="docker")`` the three backends are containers instead
+(``pytest_taskqueue._docker.DockerBackends``, docs/docker.md), started before the server and the
+worker since Docker picks their ports; the proxies then live in the Toxiproxy container and the API
+server listens on the host's address on the containers' network, where the ``api`` proxy reaches it.
+
 It is ready when the API's gRPC health is SERVING and the worker printed ``worker ready``. Any
 failure stops everything already started and raises ``BackendStartError`` (the root cause: a
 backend's failure wins over the server timing out because of it). ``stop()`` stops the worker,
@@ -20,6 +25,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import functools
 import re
 import shutil
 import signal
@@ -31,7 +37,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Self
 
 from pytest_taskqueue._backends import ElasticMQ, LocalBackend, MotoServer, ToxiproxyServer, child_environment
 from pytest_taskqueue._procs import (
@@ -41,8 +47,12 @@ from pytest_taskqueue._procs import (
     ManagedProcess,
     StartAborted,
     WaitStrategy,
+    free_port,
     free_ports,
 )
+
+if TYPE_CHECKING:
+    from pytest_taskqueue._docker import DockerBackends
 
 __all__ = ["PROXY_NAMES", "ReferenceStack", "StackConfig"]
 
@@ -78,12 +88,20 @@ class StackConfig:
     log_dir: Path | None = None
     keep_logs: bool = False
     cache_dir: Path | None = None
+    backend: str = "local"
+    """``local`` (processes) or ``docker`` (containers through testcontainers; docs/docker.md)."""
+    dynamodb_image: str | None = None
+    elasticmq_image: str | None = None
+    toxiproxy_image: str | None = None
+    """The docker backend's images; None: its pinned defaults."""
     progress: IO[str] | None = field(default=sys.stderr, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for name in (self.table_name, self.queue_name, self.dead_letter_queue_name):
             if not _NAME_RE.match(name):
                 raise ValueError(f"resource name {name!r}: use 1-70 letters, digits, '-' or '_'")
+        if self.backend not in ("local", "docker"):
+            raise ValueError(f"backend must be 'local' or 'docker', got {self.backend!r}")
         if not 0 <= self.api_port <= 65535:
             raise ValueError(f"api_port must be in 0..65535, got {self.api_port}")
 
@@ -136,6 +154,8 @@ class ReferenceStack:
         self._elasticmq: ElasticMQ | None = None
         self._moto: MotoServer | None = None
         self._toxiproxy: ToxiproxyServer | None = None
+        self._docker: DockerBackends | None = None
+        self._server_host = "127.0.0.1"
         self._server: ManagedProcess | None = None
         self._worker: ManagedProcess | None = None
         self._started = False
@@ -156,8 +176,9 @@ class ReferenceStack:
 
     @property
     def direct_target(self) -> str:
-        """``127.0.0.1:PORT`` of the API server itself, bypassing Toxiproxy."""
-        return f"127.0.0.1:{self._need().server}"
+        """``HOST:PORT`` of the API server itself, bypassing Toxiproxy (``127.0.0.1``; with the
+        docker backend, the host's address on the containers' network)."""
+        return f"{self._server_host}:{self._need().server}"
 
     @property
     def dynamodb_endpoint(self) -> str:
@@ -276,6 +297,7 @@ class ReferenceStack:
             "visibility_timeout": self.visibility_timeout,
             "proxies": self.proxies,
             "log_dir": str(self._log_dir),
+            "backend": self.config.backend,
         }
 
     # ---------------------------------------------------------------------------------- lifecycle
@@ -304,6 +326,9 @@ class ReferenceStack:
         else:
             self._log_dir = Path(tempfile.mkdtemp(prefix="taskqueue-stack-"))
             self._own_log_dir = True
+        if config.backend == "docker":
+            self._start_docker()
+            return
         picked = iter(free_ports(9 if config.api_port == 0 else 8))
         self._ports = ports = _Ports(
             elasticmq=next(picked),
@@ -366,6 +391,55 @@ class ReferenceStack:
         for future in futures:
             future.result()
 
+    def _start_docker(self) -> None:
+        """The docker backend: the containers first (Docker picks their ports), then as ``_start``."""
+        from pytest_taskqueue._docker import DockerBackends
+
+        config = self.config
+        images = {
+            "dynamodb_image": config.dynamodb_image,
+            "elasticmq_image": config.elasticmq_image,
+            "toxiproxy_image": config.toxiproxy_image,
+        }
+        began = time.monotonic()
+        self._docker = docker = DockerBackends(
+            **{key: image for key, image in images.items() if image},
+            start_timeout_s=config.start_timeout,
+            api_port=config.api_port,
+        ).start()
+        self.timings["containers"] = time.monotonic() - began
+        self._server_host = docker.host_gateway
+        proxies = docker.proxies
+        self._ports = _Ports(
+            elasticmq=docker.sqs.port,
+            moto=docker.dynamodb.port,
+            toxiproxy=docker.toxiproxy.port,
+            server=free_port(self._server_host),
+            api=proxies["api"].port,
+            server_dynamodb=proxies["server_dynamodb"].port,
+            server_sqs=proxies["server_sqs"].port,
+            worker_dynamodb=proxies["worker_dynamodb"].port,
+            worker_sqs=proxies["worker_sqs"].port,
+        )
+        self._server = self._reference_process("serve")
+        self._worker = self._reference_process("worker")
+        steps: dict[str, Callable[[], None]] = {
+            "elasticmq": self._create_queues,
+            "moto": self._create_table,
+            "toxiproxy": self._create_proxies,
+            "server": self._server.wait_ready,
+            "worker": self._worker.wait_ready,
+        }
+        self._server.start(wait=False)
+        self._worker.start(wait=False)
+        self._run_parallel(
+            {name: functools.partial(self._timed, name, step, began) for name, step in steps.items()}
+        )
+
+    def _timed(self, name: str, step: Callable[[], None], began: float) -> None:
+        step()
+        self.timings[name] = time.monotonic() - began
+
     def _run_parallel(self, steps: dict[str, Callable[[], None]]) -> None:
         """Run the steps on threads; at the first failure stop everything, then raise the root cause.
 
@@ -411,7 +485,7 @@ class ReferenceStack:
             "reference_server",
             mode,
             "--host",
-            "127.0.0.1",
+            self._server_host,
             "--port",
             str(ports.server if mode == "serve" else 0),
             "--dynamodb-endpoint",
@@ -449,7 +523,7 @@ class ReferenceStack:
         env.update(_TEST_CREDENTIALS, AWS_DEFAULT_REGION=config.region, PYTHONUNBUFFERED="1")
         wait: WaitStrategy
         if mode == "serve":
-            name, wait = "reference server", GrpcHealthWait(f"127.0.0.1:{ports.server}")
+            name, wait = "reference server", GrpcHealthWait(f"{self._server_host}:{ports.server}")
         else:
             name, wait = "reference worker", LogLineWait(r"\bworker ready\b")
         return ManagedProcess(
@@ -466,6 +540,9 @@ class ReferenceStack:
     def _start_elasticmq(self) -> None:
         assert self._elasticmq is not None
         self._elasticmq.wait_ready()
+        self._create_queues()
+
+    def _create_queues(self) -> None:
         sqs = self._boto_client("sqs", self.sqs_endpoint)
         # The same attributes the reference server asks for, so its own CreateQueue agrees.
         self.dead_letter_queue_url = str(
@@ -484,6 +561,9 @@ class ReferenceStack:
     def _start_moto(self) -> None:
         assert self._moto is not None
         self._moto.wait_ready()
+        self._create_table()
+
+    def _create_table(self) -> None:
         db = self._boto_client("dynamodb", self.dynamodb_endpoint)
         try:
             db.create_table(
@@ -504,7 +584,23 @@ class ReferenceStack:
     def _start_toxiproxy(self) -> None:
         assert self._toxiproxy is not None
         self._toxiproxy.wait_ready()
+        self._create_proxies()
+
+    def _create_proxies(self) -> None:
         client = self.toxiproxy_client()
+        if self._docker is not None:
+            # In the Toxiproxy container: listen on its fixed ports, reach the backends by alias.
+            docker = self._docker
+            upstreams_in_docker = {
+                "api": f"{self._server_host}:{self._need().server}",
+                "server_dynamodb": docker.dynamodb_upstream,
+                "worker_dynamodb": docker.dynamodb_upstream,
+                "server_sqs": docker.sqs_upstream,
+                "worker_sqs": docker.sqs_upstream,
+            }
+            for name in PROXY_NAMES:
+                client.create_proxy(name, docker.proxy(name).listen, upstreams_in_docker[name])
+            return
         ports = self._need()
         upstreams = {
             "api": ports.server,
@@ -519,6 +615,7 @@ class ReferenceStack:
                 client.create_proxy(name, listen, upstream)
             except Exception as error:
                 toxiproxy = self._toxiproxy
+                assert toxiproxy is not None
                 raise BackendStartError(
                     "Toxiproxy",
                     f"cannot create proxy {name!r} listening on {listen} (to {upstream}): {error}",
@@ -560,6 +657,8 @@ class ReferenceStack:
             if backend is not None:
                 with contextlib.suppress(Exception):
                     backend.stop()
+        if self._docker is not None:
+            self._docker.stop()
 
     def stop(self, *, keep_logs: bool = False) -> None:
         """Stop every process (worker, server, Toxiproxy, backends); idempotent, safe after a failure.
