@@ -144,12 +144,12 @@ class TaskQueueService(taskqueue_pb2_grpc.TaskQueueServicer):
         self._config = config
         self._store = store
         self._queues = queues
-        self._hub = WatchHub(store)
         self._background: set[asyncio.Task[None]] = set()
         self._closing = asyncio.Event()
         self.ready = False
         #: Longest a unary call may take before it answers UNAVAILABLE, seconds.
         self.deadline = config.backend_timeout * 3 + 1
+        self._hub = WatchHub(store, tolerance=self.deadline)
 
     # ------------------------------------------------------------------ helpers
 

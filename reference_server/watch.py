@@ -59,9 +59,10 @@ class Subscription:
 class WatchHub:
     """Polls the watched tasks of this process; the poll loop runs only while someone watches."""
 
-    def __init__(self, store: Store, interval: float = POLL_INTERVAL_S) -> None:
+    def __init__(self, store: Store, interval: float = POLL_INTERVAL_S, tolerance: float = 5.0) -> None:
         self._store = store
         self._interval = interval
+        self._tolerance = tolerance  # seconds of failing polls before watchers are told UNAVAILABLE
         self._subscriptions: dict[str, set[Subscription]] = {}
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -88,16 +89,21 @@ class WatchHub:
             await asyncio.gather(self._loop_task, return_exceptions=True)
 
     async def _poll_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        failing_since: float | None = None
         while self._subscriptions:
             ids = list(self._subscriptions)
             try:
                 states = await self._store.get_states(ids)
             except BackendUnavailable as exc:
                 log.warning("watch poll failed: %s", exc)
-                for task_id in ids:
-                    for subscription in self._subscriptions.get(task_id, ()):
-                        subscription.fail(exc)
+                failing_since = loop.time() if failing_since is None else failing_since
+                if loop.time() - failing_since >= self._tolerance:  # a blip is ridden out, an outage is not
+                    for task_id in ids:
+                        for subscription in self._subscriptions.get(task_id, ()):
+                            subscription.fail(exc)
             else:
+                failing_since = None
                 for task_id, record in states.items():
                     for subscription in self._subscriptions.get(task_id, ()):
                         subscription.offer(record)
