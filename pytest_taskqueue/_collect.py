@@ -125,6 +125,8 @@ def collect_scenario_module(file_path: pathlib.Path, parent: pytest.Collector) -
     bundled = parent.config.stash.get(BUNDLED_KEY, None)
     if bundled is None or not file_path.resolve().is_relative_to(bundled):
         return None
+    if parent.session.isinitpath(file_path):
+        return None  # named on the command line: pytest's own python plugin collects it already
     patterns = parent.config.getini("python_files")
     if any(fnmatch.fnmatch(name, pattern) for pattern in patterns):
         return None
