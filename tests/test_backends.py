@@ -220,3 +220,60 @@ def test_elasticmq_class_data_archive_is_written_used_and_dropped_when_damaged(
         sqs = client("sqs", third.endpoint)
         assert sqs.create_queue(QueueName="after-damage")["QueueUrl"].endswith("/after-damage")
     assert not archive.exists()
+
+
+def test_moto_key_queries_read_one_partition_with_dynamodb_semantics(moto: MotoServer) -> None:
+    """The partition-only Query speed-up returns what DynamoDB would: order, ranges, pages, misses."""
+    db = client("dynamodb", moto.endpoint)
+    table = f"q-{uuid.uuid4().hex[:8]}"
+    db.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    for task in ("a", "b", "c"):
+        db.put_item(TableName=table, Item={"pk": {"S": f"TASK#{task}"}, "sk": {"S": "TASK"}})
+        for seq in (3, 1, 2):
+            db.put_item(TableName=table, Item={"pk": {"S": f"TASK#{task}"}, "sk": {"S": f"EVENT#{seq:020d}"}})
+
+    def sort_keys(**query: Any) -> list[str]:
+        answer = db.query(
+            TableName=table,
+            ExpressionAttributeValues={":p": {"S": "TASK#b"}, ":e": {"S": "EVENT#"}},
+            KeyConditionExpression="pk = :p AND begins_with(sk, :e)",
+            **query,
+        )
+        return [item["sk"]["S"][-1] for item in answer["Items"]]
+
+    assert sort_keys() == ["1", "2", "3"]
+    assert sort_keys(ScanIndexForward=False) == [
+        "3",
+        "2",
+        "1",
+    ]
+    everything = db.query(
+        TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "TASK#b"}}
+    )
+    assert [item["sk"]["S"] for item in everything["Items"]][-1] == "TASK" and everything["Count"] == 4
+    first = db.query(
+        TableName=table,
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": "TASK#c"}},
+        Limit=2,
+    )
+    rest = db.query(
+        TableName=table,
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": "TASK#c"}},
+        ExclusiveStartKey=first["LastEvaluatedKey"],
+    )
+    assert len(first["Items"]) + len(rest["Items"]) == 4
+    missing = db.query(
+        TableName=table, KeyConditionExpression="pk = :p", ExpressionAttributeValues={":p": {"S": "TASK#zz"}}
+    )
+    assert missing["Items"] == []
+    assert db.scan(TableName=table)["Count"] == 12  # the miss created nothing
