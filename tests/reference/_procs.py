@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SERIAL_MOTO = Path(__file__).with_name("_serial_moto.py")
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -152,7 +151,9 @@ def start_moto(log_dir: Path, name: str = "moto") -> tuple[Process, str]:
     """moto's server with serialised requests; returns the process and its endpoint URL."""
     port = free_port()
     process = Process(
-        name, [sys.executable, str(SERIAL_MOTO), "--host", "127.0.0.1", "--port", str(port)], log_dir
+        name,
+        [sys.executable, "-m", "pytest_taskqueue._moto_server", "--host", "127.0.0.1", "--port", str(port)],
+        log_dir,
     )
     url = f"http://127.0.0.1:{port}"
     try:
