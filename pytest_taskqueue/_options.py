@@ -36,6 +36,12 @@ DEFAULT_CONNECT_TIMEOUT_S: Final = 15.0
 """Default deadline for the target to answer its health check (``--taskqueue-connect-timeout``)."""
 
 _GROUP = "taskqueue"
+_IMAGE_OPTIONS: Final = (
+    ("dynamodb", "amazon/dynamodb-local:2.5.2"),
+    ("elasticmq", "softwaremill/elasticmq-native:1.6.16"),
+    ("toxiproxy", "ghcr.io/shopify/toxiproxy:2.12.0"),
+)
+"""The docker backend's image options (role, default image: the same as pytest_taskqueue._docker)."""
 _TARGET_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})$")
 
 
@@ -58,6 +64,12 @@ class TaskQueueConfig:
     keep_logs: bool
     run_id: str
     worker_id: str
+    backend: str = "local"
+    """Where the harness-owned stack runs its backends: ``local`` (processes) or ``docker``."""
+    dynamodb_image: str | None = None
+    elasticmq_image: str | None = None
+    toxiproxy_image: str | None = None
+    """The docker backend's images (None: its pinned defaults; docs/docker.md)."""
 
     @property
     def resource_prefix(self) -> str:
@@ -124,6 +136,23 @@ def add_options(parser: pytest.Parser) -> None:
         default=None,
         help="keep the logs of the processes the harness started (env TASKQUEUE_KEEP_LOGS=1)",
     )
+    group.addoption(
+        "--taskqueue-backend",
+        metavar="local|docker",
+        default=None,
+        help="backends of the harness-owned stack: local processes (default) or Docker containers "
+        "through testcontainers (env TASKQUEUE_BACKEND, ini taskqueue_backend; docs/docker.md)",
+    )
+    for role, default in _IMAGE_OPTIONS:
+        group.addoption(
+            f"--taskqueue-{role}-image",
+            metavar="IMAGE",
+            default=None,
+            help=f"{role} image of the docker backend (default {default}; "
+            f"env TASKQUEUE_{role.upper()}_IMAGE, ini taskqueue_{role}_image)",
+        )
+        parser.addini(f"taskqueue_{role}_image", f"{role} image of the docker backend", default="")
+    parser.addini("taskqueue_backend", "backends of the harness-owned stack: local or docker", default="")
     parser.addini("taskqueue_target", "implementation under test, HOST:PORT", default="")
     parser.addini("taskqueue_timeout", "deadline of one wait, in seconds", default="")
     parser.addini(
@@ -159,6 +188,16 @@ def load_config(config: pytest.Config) -> TaskQueueConfig:
     strict = _flag(config, "--taskqueue-strict", "TASKQUEUE_STRICT", "taskqueue_strict")
     keep_logs = _flag(config, "--taskqueue-keep-logs", "TASKQUEUE_KEEP_LOGS", None)
     run_id, worker_id = _run_identity(config)
+    backend = _pick(config, "--taskqueue-backend", "TASKQUEUE_BACKEND", "taskqueue_backend") or "local"
+    if backend not in ("local", "docker"):
+        raise pytest.UsageError(f"--taskqueue-backend: {backend!r} is not one of: local, docker")
+    images: dict[str, str | None] = {}
+    for role, _ in _IMAGE_OPTIONS:
+        option = f"--taskqueue-{role}-image"
+        image = _pick(config, option, f"TASKQUEUE_{role.upper()}_IMAGE", f"taskqueue_{role}_image")
+        if image is not None and (not image.strip() or any(c.isspace() for c in image.strip())):
+            raise pytest.UsageError(f"{option}: {image!r} is not an image reference")
+        images[f"{role}_image"] = image.strip() if image is not None else None
     return TaskQueueConfig(
         target=target,
         timeout=timeout,
@@ -170,6 +209,8 @@ def load_config(config: pytest.Config) -> TaskQueueConfig:
         keep_logs=keep_logs,
         run_id=run_id,
         worker_id=worker_id,
+        backend=backend,
+        **images,
     )
 
 

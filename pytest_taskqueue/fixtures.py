@@ -60,13 +60,24 @@ def taskqueue_stack(
     from pytest_taskqueue._stack import ReferenceStack, StackConfig  # only runs that own a stack pay for it
 
     stack = ReferenceStack(
-        StackConfig(prefix=taskqueue_config.resource_prefix, keep_logs=taskqueue_config.keep_logs)
+        StackConfig(
+            prefix=taskqueue_config.resource_prefix,
+            keep_logs=taskqueue_config.keep_logs,
+            backend=taskqueue_config.backend,
+            dynamodb_image=taskqueue_config.dynamodb_image,
+            elasticmq_image=taskqueue_config.elasticmq_image,
+            toxiproxy_image=taskqueue_config.toxiproxy_image,
+        )
     )
     try:
         stack.start()
     except Exception as error:
         first, _, rest = str(error).strip().partition("\n")
-        abort_run(request, f"taskqueue: the reference stack failed to start: {first}", detail=rest)
+        # Errors that are already one line for the user (the docker backend's "no Docker daemon
+        # answers ...; use --taskqueue-backend=local") are shown as they are.
+        if not first.startswith("taskqueue: "):
+            first = f"taskqueue: the reference stack failed to start: {first}"
+        abort_run(request, first, detail=rest)
     try:
         yield stack
     finally:

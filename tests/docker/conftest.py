@@ -9,6 +9,7 @@ others (e.g. the real defaults, on a machine that can pull them).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,21 @@ import pytest
 from docker_testutil import TEST_IMAGES, Images
 
 from pytest_taskqueue._docker import DockerUnavailableError, check_docker
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Enable pytester for the option tests (``pytest_plugins`` is refused below the rootdir)."""
+    if not config.pluginmanager.has_plugin("pytester"):
+        config.pluginmanager.import_plugin("pytester")
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester folder for runs of the plugin, free of the outer TASKQUEUE_* settings."""
+    for name in [name for name in os.environ if name.startswith("TASKQUEUE_")]:
+        monkeypatch.delenv(name)
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    return pytester
 
 
 @pytest.fixture(scope="session")
