@@ -42,6 +42,21 @@ def client(service: str, endpoint: str) -> Any:
     )
 
 
+def keyed_table(db: Any, prefix: str) -> str:
+    """Create a fresh table keyed like the reference's (``pk`` hash, ``sk`` range); its name."""
+    table = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    db.create_table(
+        TableName=table,
+        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "S"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return table
+
+
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
     with MotoServer(log_dir=tmp_path_factory.mktemp("moto")) as server:
@@ -105,16 +120,7 @@ def race(attempt: Any) -> tuple[int, list[str]]:
 def test_moto_conditional_writes_are_atomic_under_racing_threads(moto: MotoServer, round_: int) -> None:
     """32 racing ``attribute_not_exists`` writes of one key: exactly one wins, as in DynamoDB."""
     db = client("dynamodb", moto.endpoint)
-    table = f"race-{uuid.uuid4().hex[:8]}"
-    db.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = keyed_table(db, "race")
     key = f"IDEM#{round_}"
 
     def put() -> None:
@@ -225,16 +231,7 @@ def test_elasticmq_class_data_archive_is_written_used_and_dropped_when_damaged(
 def test_moto_key_queries_read_one_partition_with_dynamodb_semantics(moto: MotoServer) -> None:
     """The partition-only Query speed-up returns what DynamoDB would: order, ranges, pages, misses."""
     db = client("dynamodb", moto.endpoint)
-    table = f"q-{uuid.uuid4().hex[:8]}"
-    db.create_table(
-        TableName=table,
-        KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": "pk", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    table = keyed_table(db, "q")
     for task in ("a", "b", "c"):
         db.put_item(TableName=table, Item={"pk": {"S": f"TASK#{task}"}, "sk": {"S": "TASK"}})
         for seq in (3, 1, 2):
