@@ -3,7 +3,7 @@
 Subcommands (argparse subparsers; each module-level ``_register_*`` function adds one):
 
 - ``up``: start the reference stack (ElasticMQ, moto, Toxiproxy, the reference API server and a
-  worker), print its endpoints (``--json``: one JSON line) and run until SIGINT/SIGTERM, then stop
+  worker; ``--backend docker``: the backends as containers, docs/docker.md), print its endpoints (``--json``: one JSON line) and run until SIGINT/SIGTERM, then stop
   everything. A start that fails, or a process that dies while it runs, stops the rest and prints
   one line ``taskqueue-harness: error: ...`` naming what failed and its log, with exit status 1.
 
@@ -87,6 +87,27 @@ def _register_up(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "--keep-logs", action="store_true", help="keep the temporary log folder after a clean stop"
     )
     parser.add_argument(
+        "--backend",
+        "--taskqueue-backend",
+        dest="backend",
+        choices=("local", "docker"),
+        default="local",
+        help="run the backends as local processes (default) or as Docker containers (docs/docker.md)",
+    )
+    for role, default in (
+        ("dynamodb", "amazon/dynamodb-local:2.5.2"),
+        ("elasticmq", "softwaremill/elasticmq-native:1.6.16"),
+        ("toxiproxy", "ghcr.io/shopify/toxiproxy:2.12.0"),
+    ):
+        parser.add_argument(
+            f"--{role}-image",
+            f"--taskqueue-{role}-image",
+            dest=f"{role}_image",
+            metavar="IMAGE",
+            default=None,
+            help=f"with --backend=docker: the {role} image (default {default})",
+        )
+    parser.add_argument(
         "--start-timeout",
         type=_positive_float,
         default=60.0,
@@ -106,6 +127,8 @@ def _describe_failure(error: BaseException, log_dir: Path | None) -> str:
     if isinstance(error, BackendStartError):
         return error.summary
     first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if first.startswith("taskqueue: "):  # already one line for the user (e.g. no Docker daemon)
+        return first.removeprefix("taskqueue: ")
     where = f" (logs: {log_dir})" if log_dir is not None else ""
     return f"{type(error).__name__}: {first}{where}"
 
@@ -115,8 +138,8 @@ def _print_human(stack: Any) -> None:
     lines = [
         f"{PROG}: reference stack ready in {stack.timings.get('total', 0.0):.1f} s",
         f"  target      {info['target']}  (gRPC API through Toxiproxy; direct: {info['direct_target']})",
-        f"  dynamodb    {info['dynamodb']}  (moto)",
-        f"  sqs         {info['sqs']}  (ElasticMQ)",
+        f"  dynamodb    {info['dynamodb']}  ({'moto' if info['backend'] == 'local' else 'container'})",
+        f"  sqs         {info['sqs']}  (ElasticMQ{'' if info['backend'] == 'local' else ', container'})",
         f"  toxiproxy   {info['toxiproxy']}  (proxies: {', '.join(info['proxies'])})",
         f"  table       {info['table']}",
         f"  queues      {info['queue']}, dead letters: {info['dead_letter_queue']}",
@@ -137,6 +160,10 @@ def _run_up(args: argparse.Namespace) -> int:
             log_dir=args.log_dir,
             keep_logs=bool(args.keep_logs or args.log_dir is not None),
             start_timeout=args.start_timeout,
+            backend=args.backend,
+            dynamodb_image=args.dynamodb_image,
+            elasticmq_image=args.elasticmq_image,
+            toxiproxy_image=args.toxiproxy_image,
         )
     except ValueError as error:
         return _error(f"--prefix: {error}")
@@ -160,6 +187,7 @@ def _run_up(args: argparse.Namespace) -> int:
         for signum, handler in (
             (signal.SIGINT, on_stop_signal),
             (signal.SIGTERM, on_stop_signal),
+            (signal.SIGHUP, on_stop_signal),
             (signal.SIGCHLD, on_child_exit),
         )
     }
