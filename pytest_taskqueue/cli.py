@@ -3,9 +3,10 @@
 Subcommands (argparse subparsers; each module-level ``_register_*`` function adds one):
 
 - ``up``: start the reference stack (ElasticMQ, moto, Toxiproxy, the reference API server and a
-  worker; ``--backend docker``: the backends as containers, docs/docker.md), print its endpoints (``--json``: one JSON line) and run until SIGINT/SIGTERM, then stop
-  everything. A start that fails, or a process that dies while it runs, stops the rest and prints
-  one line ``taskqueue-harness: error: ...`` naming what failed and its log, with exit status 1.
+  worker; ``--backend docker``: the backends as containers, docs/docker.md), print its endpoints
+  (``--json``: one JSON line) and run until SIGINT/SIGTERM, then stop everything. A start that
+  fails, or a process that dies while it runs, stops the rest and prints one line
+  ``taskqueue-harness: error: ...`` naming what failed and its log, with exit status 1.
 
 To add a subcommand (``chaos``, ``check``): write ``_register_<name>(subparsers)`` that adds its
 parser and sets ``handler=<function(args) -> int>``, and append it to ``SUBCOMMANDS``.
