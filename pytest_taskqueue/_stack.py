@@ -308,6 +308,9 @@ class ReferenceStack:
             if self._started:
                 return self
             self._started = True
+        self._failed = False
+        self._own_log_dir = False
+        self.timings = {}
         began = time.monotonic()
         try:
             self._start()
@@ -667,6 +670,8 @@ class ReferenceStack:
         config); after a failed start it is kept, since the error names files in it.
         """
         self._stop_processes()
+        with self._lock:
+            self._started = False  # may be started again (new ports, new processes)
         self._failed = self._failed or keep_logs
         if self._own_log_dir and not self._failed and not self.config.keep_logs and self._log_dir:
             shutil.rmtree(self._log_dir, ignore_errors=True)

@@ -142,3 +142,12 @@ def test_a_start_that_fails_half_way_stops_everything(tmp_path: Path) -> None:
     assert f"127.0.0.1:{port}" in summary and "toxiproxy.log" in summary
     assert not [record for record in family() if record.pid not in before]
     assert (tmp_path / "toxiproxy.log").is_file()  # kept: the error names it
+
+
+def test_a_stopped_stack_can_start_again(tmp_path: Path) -> None:
+    stack = ReferenceStack(StackConfig(prefix="again", log_dir=tmp_path))
+    with stack:
+        first = {process.pid for process in stack.processes().values()}
+    with stack:
+        assert health(stack.target) == health_pb2.HealthCheckResponse.SERVING
+        assert not first & {process.pid for process in stack.processes().values()}  # all new processes
