@@ -73,7 +73,7 @@ def require_tool(program: str, why: str, hint: str) -> str:
 def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     """This process's environment for a child, with this source tree importable by ``python -m``."""
     env = dict(os.environ)
-    if (_ROOT / "pytest_taskqueue").is_dir() and not (_ROOT / "site-packages").exists():
+    if (_ROOT / "pyproject.toml").is_file():  # a source checkout, maybe not installed
         paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
         if str(_ROOT) not in paths:
             env["PYTHONPATH"] = os.pathsep.join([str(_ROOT), *paths])
