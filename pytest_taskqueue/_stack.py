@@ -353,8 +353,7 @@ class ReferenceStack:
         self._elasticmq = ElasticMQ(port=ports.elasticmq, cache=config.cache_dir, **common)
         self._moto = MotoServer(port=ports.moto, **common)
         self._toxiproxy = ToxiproxyServer(port=ports.toxiproxy, cache=config.cache_dir, **common)
-        self._server = self._reference_process("serve")
-        self._worker = self._reference_process("worker")
+        self._server, self._worker = self._api_processes()
         began = time.monotonic()
 
         def timed(name: str, step: Callable[[], None]) -> Callable[[], None]:
@@ -368,9 +367,10 @@ class ReferenceStack:
             "elasticmq": timed("elasticmq", self._start_elasticmq),
             "moto": timed("moto", self._start_moto),
             "toxiproxy": timed("toxiproxy", self._start_toxiproxy),
-            "server": timed("server", lambda: self.server.wait_ready()),
-            "worker": timed("worker", lambda: self.worker.wait_ready()),
         }
+        for name, process in (("server", self._server), ("worker", self._worker)):
+            if process is not None:
+                steps[name] = timed(name, process.wait_ready)
         self._prepare_in_parallel(self._elasticmq, self._toxiproxy)
         self.timings["prepare"] = time.monotonic() - began
         began = time.monotonic()  # the other timings count from the first spawn
@@ -380,8 +380,9 @@ class ReferenceStack:
         self._elasticmq.spawn()
         self._moto.spawn()
         self._toxiproxy.spawn()
-        self.server.start(wait=False)
-        self.worker.start(wait=False)
+        for process in (self._server, self._worker):
+            if process is not None:
+                process.start(wait=False)
         self._run_parallel(steps)
 
     @staticmethod
@@ -424,17 +425,16 @@ class ReferenceStack:
             worker_dynamodb=proxies["worker_dynamodb"].port,
             worker_sqs=proxies["worker_sqs"].port,
         )
-        self._server = self._reference_process("serve")
-        self._worker = self._reference_process("worker")
+        self._server, self._worker = self._api_processes()
         steps: dict[str, Callable[[], None]] = {
             "elasticmq": self._create_queues,
             "moto": self._create_table,
             "toxiproxy": self._create_proxies,
-            "server": self._server.wait_ready,
-            "worker": self._worker.wait_ready,
         }
-        self._server.start(wait=False)
-        self._worker.start(wait=False)
+        for name, process in (("server", self._server), ("worker", self._worker)):
+            if process is not None:
+                steps[name] = process.wait_ready
+                process.start(wait=False)
         self._run_parallel(
             {name: functools.partial(self._timed, name, step, began) for name, step in steps.items()}
         )
@@ -477,6 +477,14 @@ class ReferenceStack:
         if self._log_dir is None:
             raise RuntimeError("the reference stack is not started")
         return self._log_dir
+
+    def _api_processes(self) -> tuple[ManagedProcess | None, ManagedProcess | None]:
+        """The API server and worker started with the backends: the reference ones.
+
+        A subclass that runs another implementation after the backends are up (``--taskqueue-target-cmd``,
+        ``pytest_taskqueue._faults.CommandStack``) returns ``(None, None)`` and sets them itself.
+        """
+        return self._reference_process("serve"), self._reference_process("worker")
 
     def _reference_process(self, mode: str) -> ManagedProcess:
         config = self.config
