@@ -255,6 +255,7 @@ def ensure_elasticmq(cache: Path | None = None, *, progress: IO[str] | None = sy
         argv = [
             mvn,
             "-B",
+            "-Dstyle.color=never",
             "-f",
             str(folder / "pom.xml"),
             f"{_DEPENDENCY_PLUGIN}:build-classpath",
@@ -284,7 +285,7 @@ def _run_maven(argv: list[str], log_path: Path, progress: IO[str] | None) -> Non
             assert process.stdout is not None
             for line in process.stdout:
                 log.write(line)
-                if line.startswith("Downloaded from"):
+                if "Downloaded from" in line:
                     downloaded += 1
                 now = time.monotonic()
                 if downloaded and now - last_report >= _PROGRESS_EVERY_S:
