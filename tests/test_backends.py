@@ -6,7 +6,10 @@ the cache (``$TASKQUEUE_CACHE_DIR``); later runs reuse it.
 
 from __future__ import annotations
 
+import io
+import os
 import shutil
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -19,6 +22,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from pytest_taskqueue._backends import (
+    ELASTICMQ_ARTIFACT,
     ELASTICMQ_VERSION,
     ElasticMQ,
     MotoServer,
@@ -26,7 +30,13 @@ from pytest_taskqueue._backends import (
     ensure_elasticmq,
 )
 from pytest_taskqueue._cache import cache_dir
-from pytest_taskqueue._procs import MissingToolError, free_port, read_process, still_running
+from pytest_taskqueue._procs import (
+    BackendStartError,
+    MissingToolError,
+    free_port,
+    read_process,
+    still_running,
+)
 
 RACERS = 32
 
@@ -274,3 +284,51 @@ def test_moto_key_queries_read_one_partition_with_dynamodb_semantics(moto: MotoS
     )
     assert missing["Items"] == []
     assert db.scan(TableName=table)["Count"] == 12  # the miss created nothing
+
+
+def fake_maven(bin_dir: Path, body: str) -> None:
+    """An ``mvn`` stand-in on PATH (unit test of the first-run step; the real one runs in CI)."""
+    bin_dir.mkdir(exist_ok=True)
+    script = bin_dir / "mvn"
+    script.write_text(f"#!{sys.executable}\nimport sys\n{body}\n")
+    script.chmod(0o755)
+
+
+def test_first_run_progress_counts_maven_downloads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    jar = tmp_path / "fake.jar"
+    jar.write_bytes(b"PK")
+    fake_maven(
+        tmp_path / "bin",
+        f"""
+out = next(a for a in sys.argv if a.startswith("-Dmdep.outputFile=")).split("=", 1)[1]
+for n in range(5):
+    print(f"[INFO] Downloaded from central: https://repo.example/a{{n}}.jar (1 kB at 1 MB/s)")
+open(out, "w").write({str(jar)!r})
+""",
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    progress = io.StringIO()
+    classpath = ensure_elasticmq(tmp_path / "cache", progress=progress)
+    assert classpath.read_text() == str(jar)
+    lines = progress.getvalue().splitlines()
+    assert lines[0] == f"downloading ElasticMQ {ELASTICMQ_VERSION} with Maven (first run only)..."
+    assert "(5 files downloaded" in lines[-1]
+    quiet = io.StringIO()
+    assert ensure_elasticmq(tmp_path / "cache", progress=quiet) == classpath  # cached: no Maven, no output
+    assert quiet.getvalue() == ""
+
+
+def test_maven_failure_names_the_artifact_and_shows_its_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake_maven(
+        tmp_path / "bin", 'print("[ERROR] Could not transfer artifact: network is unreachable")\nsys.exit(1)'
+    )
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    with pytest.raises(BackendStartError) as caught:
+        ensure_elasticmq(tmp_path / "cache", progress=None)
+    assert caught.value.summary.startswith(
+        f"ElasticMQ: Maven could not resolve {ELASTICMQ_ARTIFACT} (exit 1)"
+    )
+    assert "maven.log" in caught.value.summary
+    assert "network is unreachable" in str(caught.value)
