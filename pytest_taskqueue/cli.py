@@ -134,7 +134,7 @@ def _describe_failure(error: BaseException, log_dir: Path | None) -> str:
     return f"{type(error).__name__}: {first}{where}"
 
 
-def _print_human(stack: Any) -> None:
+def _print_human(stack: Any, keep_logs: bool) -> None:
     info = stack.as_dict()
     lines = [
         f"{PROG}: reference stack ready in {stack.timings.get('total', 0.0):.1f} s",
@@ -145,7 +145,7 @@ def _print_human(stack: Any) -> None:
         f"  table       {info['table']}",
         f"  queues      {info['queue']}, dead letters: {info['dead_letter_queue']}",
         f"  region      {info['region']}",
-        f"  logs        {info['log_dir']}",
+        f"  logs        {info['log_dir']}{'' if keep_logs else '  (removed at exit; --keep-logs keeps them)'}",
         "Press Ctrl-C to stop.",
     ]
     print("\n".join(lines), flush=True)
@@ -204,7 +204,7 @@ def _run_up(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(stack.as_dict()), flush=True)
         else:
-            _print_human(stack)
+            _print_human(stack, config.keep_logs)
         while not received:
             wake.wait(5.0)  # woken by SIGINT/SIGTERM/SIGCHLD; the timeout is only a safety net
             wake.clear()
