@@ -145,7 +145,7 @@ def _print_human(stack: Any, keep_logs: bool) -> None:
         f"  table       {info['table']}",
         f"  queues      {info['queue']}, dead letters: {info['dead_letter_queue']}",
         f"  region      {info['region']}",
-        f"  logs        {info['log_dir']}{'' if keep_logs else '  (removed at exit; --keep-logs keeps them)'}",
+        f"  logs        {info['log_dir']}{'' if keep_logs else '  (removed at exit unless --keep-logs)'}",
         "Press Ctrl-C to stop.",
     ]
     print("\n".join(lines), flush=True)
