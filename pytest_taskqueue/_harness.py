@@ -13,13 +13,18 @@ import contextlib
 import hashlib
 import itertools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import grpc
 import grpc.aio
+import pytest
 
 from pytest_taskqueue._client import TERMINAL_STATUSES, TaskQueueClient, describe_rpc_error
 from taskqueue_proto import taskqueue_pb2 as pb
+
+if TYPE_CHECKING:
+    from fault_injection import Proxy
+    from pytest_taskqueue._faults import HarnessFaults
 
 __all__ = [
     "HarnessNotOwnedError",
@@ -162,7 +167,9 @@ class OwnedBackends:
         self.stack = stack
         self.db = db
         self.sqs = sqs
-        self.worker = WorkerControl(stack.worker)
+        self.server = WorkerControl(stack.server)
+        # An implementation run by --taskqueue-target-cmd may have no separate worker (spec 10.3).
+        self.worker = WorkerControl(stack.worker) if getattr(stack, "has_worker", True) else None
 
 
 class TestHarness:
@@ -186,12 +193,14 @@ class TestHarness:
         timeout: float,
         keys: Callable[[str], str],
         backends: OwnedBackends | None = None,
+        faults: HarnessFaults | None = None,
     ) -> None:
         self.api = api
         self.info = info
         self.timeout = timeout
         self._keys = keys
         self._backends = backends
+        self._faults = faults
 
     # -- keys and calls -------------------------------------------------------------------------
 
@@ -391,8 +400,41 @@ class TestHarness:
 
     @property
     def worker(self) -> WorkerControl:
-        """The owned worker process: ``kill()``, ``start()``, ``restart()``, ``await wait_ready()``."""
-        return self._owned("worker").worker
+        """The owned worker process: ``kill()``, ``start()``, ``restart()``, ``await wait_ready()``.
+
+        Skips the test when the harness runs an implementation without ``--taskqueue-worker-cmd``.
+        """
+        worker = self._owned("worker").worker
+        if worker is None:
+            from pytest_taskqueue._faults import NO_WORKER_REASON
+
+            pytest.skip(NO_WORKER_REASON)
+        return worker
+
+    @property
+    def server(self) -> WorkerControl:
+        """The owned API server process (the reference server, or the ``--taskqueue-target-cmd`` one):
+        ``kill()``, ``start()``, ``restart()``, ``await wait_ready()``."""
+        return self._owned("server").server
+
+    # -- faults ---------------------------------------------------------------------------------
+
+    @property
+    def faults(self) -> HarnessFaults:
+        """The stack's Toxiproxy links and named faults (``pytest_taskqueue._faults.HarnessFaults``).
+
+        Skips the test when there are none: a plain ``--taskqueue-target`` is not proxied.
+        """
+        if self._faults is None:
+            from pytest_taskqueue._faults import NO_PROXIES_REASON
+
+            pytest.skip(NO_PROXIES_REASON)
+        return self._faults
+
+    @property
+    def proxies(self) -> dict[str, Proxy]:
+        """The named Toxiproxy proxies (``api``, ``server_dynamodb``, ...), as ``fault_injection.Proxy``."""
+        return self.faults.proxies
 
 
 def _dedupe(items: Iterable[str]) -> list[str]:

@@ -70,6 +70,14 @@ class TaskQueueConfig:
     elasticmq_image: str | None = None
     toxiproxy_image: str | None = None
     """The docker backend's images (None: its pinned defaults; docs/docker.md)."""
+    target_cmd: str | None = None
+    """``--taskqueue-target-cmd``: the harness runs this implementation (docs/spec.md 10.1)."""
+    worker_cmd: str | None = None
+    """``--taskqueue-worker-cmd``: its separate worker (spec 10.3), only with ``target_cmd``."""
+    chaos_seconds: float | None = None
+    """``--taskqueue-chaos-seconds``: run the chaos scenario for this long (None: skip it)."""
+    chaos_seed: int = 0
+    """``--taskqueue-chaos-seed``: the seed of its fault schedule and workload."""
 
     @property
     def resource_prefix(self) -> str:
@@ -152,6 +160,36 @@ def add_options(parser: pytest.Parser) -> None:
             f"env TASKQUEUE_{role.upper()}_IMAGE, ini taskqueue_{role}_image)",
         )
         parser.addini(f"taskqueue_{role}_image", f"{role} image of the docker backend", default="")
+    group.addoption(
+        "--taskqueue-target-cmd",
+        metavar="COMMAND",
+        default=None,
+        help="run this implementation against harness-owned backends, every link through a fault "
+        "proxy; placeholders {port} (required) {dynamodb} {sqs} {region} {table} {queue} {dlq} "
+        "(env TASKQUEUE_TARGET_CMD, ini taskqueue_target_cmd; docs/spec.md 10)",
+    )
+    group.addoption(
+        "--taskqueue-worker-cmd",
+        metavar="COMMAND",
+        default=None,
+        help="the implementation's separate worker, which scenarios may kill and start; the same "
+        "placeholders but {port} (env TASKQUEUE_WORKER_CMD, ini taskqueue_worker_cmd)",
+    )
+    group.addoption(
+        "--taskqueue-chaos-seconds",
+        metavar="SECONDS",
+        default=None,
+        help="run the chaos scenario (seeded faults under a mixed workload, then the history "
+        "checker) for this long; skipped without it (env TASKQUEUE_CHAOS_SECONDS)",
+    )
+    group.addoption(
+        "--taskqueue-chaos-seed",
+        metavar="N",
+        default=None,
+        help="seed of the chaos scenario's fault schedule and workload (default 0; env TASKQUEUE_CHAOS_SEED)",
+    )
+    parser.addini("taskqueue_target_cmd", "implementation command the harness runs", default="")
+    parser.addini("taskqueue_worker_cmd", "the implementation's separate worker command", default="")
     parser.addini("taskqueue_backend", "backends of the harness-owned stack: local or docker", default="")
     parser.addini("taskqueue_target", "implementation under test, HOST:PORT", default="")
     parser.addini("taskqueue_timeout", "deadline of one wait, in seconds", default="")
@@ -198,6 +236,9 @@ def load_config(config: pytest.Config) -> TaskQueueConfig:
         if image is not None and (not image.strip() or any(c.isspace() for c in image.strip())):
             raise pytest.UsageError(f"{option}: {image!r} is not an image reference")
         images[f"{role}_image"] = image.strip() if image is not None else None
+    target_cmd, worker_cmd = _implementation_commands(config, target, backend)
+    chaos_raw = _pick(config, "--taskqueue-chaos-seconds", "TASKQUEUE_CHAOS_SECONDS", None)
+    chaos_seconds = _seconds(chaos_raw, "--taskqueue-chaos-seconds", 0.0) if chaos_raw is not None else None
     return TaskQueueConfig(
         target=target,
         timeout=timeout,
@@ -211,7 +252,52 @@ def load_config(config: pytest.Config) -> TaskQueueConfig:
         worker_id=worker_id,
         backend=backend,
         **images,
+        target_cmd=target_cmd,
+        worker_cmd=worker_cmd,
+        chaos_seconds=chaos_seconds,
+        chaos_seed=_chaos_seed(_pick(config, "--taskqueue-chaos-seed", "TASKQUEUE_CHAOS_SEED", None)),
     )
+
+
+def _implementation_commands(
+    config: pytest.Config, target: str | None, backend: str
+) -> tuple[str | None, str | None]:
+    """``--taskqueue-target-cmd`` and ``--taskqueue-worker-cmd``, their templates checked."""
+    target_cmd = _pick(config, "--taskqueue-target-cmd", "TASKQUEUE_TARGET_CMD", "taskqueue_target_cmd")
+    worker_cmd = _pick(config, "--taskqueue-worker-cmd", "TASKQUEUE_WORKER_CMD", "taskqueue_worker_cmd")
+    if target_cmd is None:
+        if worker_cmd is not None:
+            raise pytest.UsageError(
+                "--taskqueue-worker-cmd: needs --taskqueue-target-cmd (the API it works for)"
+            )
+        return None, None
+    if target is not None:
+        raise pytest.UsageError(
+            "--taskqueue-target-cmd: give either it (the harness runs the implementation) "
+            "or --taskqueue-target (it runs already), not both"
+        )
+    if backend != "local":
+        raise pytest.UsageError("--taskqueue-target-cmd: works with --taskqueue-backend=local only")
+    from pytest_taskqueue._faults import ImplementationCommands, TemplateError
+
+    try:
+        ImplementationCommands.parse(target_cmd, worker_cmd)
+    except TemplateError as error:
+        raise pytest.UsageError(str(error)) from None
+    return target_cmd, worker_cmd
+
+
+def _chaos_seed(raw: str | None) -> int:
+    """A non-negative integer seed (default 0)."""
+    if raw is None:
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise pytest.UsageError(f"--taskqueue-chaos-seed: {raw!r} is not a non-negative integer")
+    return value
 
 
 def parse_target(target: str) -> tuple[str, int]:

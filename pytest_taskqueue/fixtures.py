@@ -59,16 +59,22 @@ def taskqueue_stack(
         return
     from pytest_taskqueue._stack import ReferenceStack, StackConfig  # only runs that own a stack pay for it
 
-    stack = ReferenceStack(
-        StackConfig(
-            prefix=taskqueue_config.resource_prefix,
-            keep_logs=taskqueue_config.keep_logs,
-            backend=taskqueue_config.backend,
-            dynamodb_image=taskqueue_config.dynamodb_image,
-            elasticmq_image=taskqueue_config.elasticmq_image,
-            toxiproxy_image=taskqueue_config.toxiproxy_image,
-        )
+    stack_config = StackConfig(
+        prefix=taskqueue_config.resource_prefix,
+        keep_logs=taskqueue_config.keep_logs,
+        backend=taskqueue_config.backend,
+        dynamodb_image=taskqueue_config.dynamodb_image,
+        elasticmq_image=taskqueue_config.elasticmq_image,
+        toxiproxy_image=taskqueue_config.toxiproxy_image,
     )
+    if taskqueue_config.target_cmd is not None:
+        # --taskqueue-target-cmd: the same backends and proxies around the user's implementation.
+        from pytest_taskqueue._faults import CommandStack, ImplementationCommands
+
+        commands = ImplementationCommands.parse(taskqueue_config.target_cmd, taskqueue_config.worker_cmd)
+        stack: ReferenceStack = CommandStack(stack_config, commands)
+    else:
+        stack = ReferenceStack(stack_config)
     try:
         stack.start()
     except Exception as error:
@@ -192,12 +198,18 @@ async def harness(
     if reason is not None:
         pytest.skip(reason)
     backends = None
-    if owned and taskqueue_aws is not None:
+    faults = None
+    if owned and taskqueue_stack is not None and taskqueue_aws is not None:
         backends = OwnedBackends(taskqueue_stack, *taskqueue_aws)
+        from pytest_taskqueue._faults import HarnessFaults
+
+        faults = HarnessFaults(taskqueue_stack.toxiproxy_url)
+        request.addfinalizer(faults.reset_if_used)  # per-test isolation: no fault outlives its test
     return TestHarness(
         api=taskqueue_client,
         info=taskqueue_server_info,
         timeout=taskqueue_config.timeout,
         keys=KeyFactory(taskqueue_config.run_id, taskqueue_config.worker_id, request.node.nodeid),
         backends=backends,
+        faults=faults,
     )
