@@ -8,6 +8,9 @@ Subcommands (argparse subparsers; each module-level ``_register_*`` function add
   fails, or a process that dies while it runs, stops the rest and prints one line
   ``taskqueue-harness: error: ...`` naming what failed and its log, with exit status 1.
 
+- ``install``: fetch ElasticMQ's jars and build Toxiproxy into the cache, and start ElasticMQ once
+  to write its class-data-sharing archive (``make backends`` runs it).
+
 To add a subcommand (``chaos``, ``check``): write ``_register_<name>(subparsers)`` that adds its
 parser and sets ``handler=<function(args) -> int>``, and append it to ``SUBCOMMANDS``.
 """
@@ -95,10 +98,12 @@ def _register_up(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         default="local",
         help="run the backends as local processes (default) or as Docker containers (docs/docker.md)",
     )
+    from pytest_taskqueue import _docker
+
     for role, default in (
-        ("dynamodb", "amazon/dynamodb-local:2.5.2"),
-        ("elasticmq", "softwaremill/elasticmq-native:1.6.16"),
-        ("toxiproxy", "ghcr.io/shopify/toxiproxy:2.12.0"),
+        ("dynamodb", _docker.DEFAULT_DYNAMODB_IMAGE),
+        ("elasticmq", _docker.DEFAULT_ELASTICMQ_IMAGE),
+        ("toxiproxy", _docker.DEFAULT_TOXIPROXY_IMAGE),
     ):
         parser.add_argument(
             f"--{role}-image",
@@ -227,10 +232,46 @@ def _run_up(args: argparse.Namespace) -> int:
             signal.signal(signum, handler)
 
 
+# -------------------------------------------------------------------------------------- install
+
+
+def _register_install(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "install",
+        help="fetch and build the local backends into the cache (done on first use otherwise)",
+        description=(
+            "Resolve ElasticMQ's jars with Maven, build Toxiproxy with go install, and start ElasticMQ "
+            "once so its class-data-sharing archive exists: later stacks start from the cache."
+        ),
+    )
+    parser.add_argument("--no-warm", action="store_true", help="skip the one ElasticMQ start")
+    parser.set_defaults(handler=_install)
+
+
+def _install(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from pytest_taskqueue._backends import ElasticMQ, ensure_elasticmq, ensure_toxiproxy_binary
+    from pytest_taskqueue._procs import BackendStartError
+
+    try:
+        classpath = ensure_elasticmq()
+        toxiproxy = ensure_toxiproxy_binary()
+        if not args.no_warm:
+            with tempfile.TemporaryDirectory(prefix="taskqueue-install-") as logs:
+                ElasticMQ(log_dir=Path(logs)).start().stop()
+    except BackendStartError as error:
+        return _error(error.summary)
+    print(f"{PROG}: ElasticMQ classpath {classpath}", flush=True)
+    print(f"{PROG}: Toxiproxy {toxiproxy}", flush=True)
+    return 0
+
+
 # ---------------------------------------------------------------------------------- registration
 
 SUBCOMMANDS: list[Register] = [
     _register_up,
+    _register_install,
     # _register_chaos and _register_check go here.
 ]
 """The subcommand registrations, in the order ``--help`` lists them."""
