@@ -18,6 +18,8 @@ from typing import Final
 
 import pytest
 
+from pytest_taskqueue._docker import DEFAULT_DYNAMODB_IMAGE, DEFAULT_ELASTICMQ_IMAGE, DEFAULT_TOXIPROXY_IMAGE
+
 __all__ = [
     "CONFIG_KEY",
     "DEFAULT_CONNECT_TIMEOUT_S",
@@ -37,11 +39,11 @@ DEFAULT_CONNECT_TIMEOUT_S: Final = 15.0
 
 _GROUP = "taskqueue"
 _IMAGE_OPTIONS: Final = (
-    ("dynamodb", "amazon/dynamodb-local:2.5.2"),
-    ("elasticmq", "softwaremill/elasticmq-native:1.6.16"),
-    ("toxiproxy", "ghcr.io/shopify/toxiproxy:2.12.0"),
+    ("dynamodb", DEFAULT_DYNAMODB_IMAGE),
+    ("elasticmq", DEFAULT_ELASTICMQ_IMAGE),
+    ("toxiproxy", DEFAULT_TOXIPROXY_IMAGE),
 )
-"""The docker backend's image options (role, default image: the same as pytest_taskqueue._docker)."""
+"""The docker backend's image options: (role, default image)."""
 _TARGET_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})$")
 
 
