@@ -11,7 +11,10 @@ Subcommands (argparse subparsers; each module-level ``_register_*`` function add
 - ``install``: fetch ElasticMQ's jars and build Toxiproxy into the cache, and start ElasticMQ once
   to write its class-data-sharing archive (``make backends`` runs it).
 
-To add a subcommand (``chaos``, ``check``): write ``_register_<name>(subparsers)`` that adds its
+- ``chaos``: a seeded chaos run and its history check; ``check``: re-check a saved history
+  (``pytest_taskqueue._chaos``; exit 0 clean, 1 anomalies, 2 usage, 3 infrastructure).
+
+To add a subcommand: write ``_register_<name>(subparsers)`` that adds its
 parser and sets ``handler=<function(args) -> int>``, and append it to ``SUBCOMMANDS``.
 """
 
@@ -269,10 +272,24 @@ def _install(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------- registration
 
+
+def _register_chaos(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from pytest_taskqueue._chaos import register_chaos  # the chaos code loads only when asked for
+
+    register_chaos(subparsers)
+
+
+def _register_check(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from pytest_taskqueue._chaos import register_check
+
+    register_check(subparsers)
+
+
 SUBCOMMANDS: list[Register] = [
     _register_up,
     _register_install,
-    # _register_chaos and _register_check go here.
+    _register_chaos,
+    _register_check,
 ]
 """The subcommand registrations, in the order ``--help`` lists them."""
 

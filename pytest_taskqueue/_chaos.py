@@ -1,0 +1,614 @@
+"""Chaos runs from the command line (``taskqueue-harness chaos`` and ``check``) and inside pytest.
+
+``taskqueue-harness chaos --seed N --duration SECONDS [--target HOST:PORT | --target-cmd CMD
+[--worker-cmd CMD]] [--report PATH]`` brings up what the run needs, then runs
+``fault_injection.chaos.run_chaos`` (a seeded fault schedule under a mixed workload, health checked
+before and after each fault) and ``fault_injection.history.check`` on the recorded history:
+
+- no target: the reference stack (every link through its own Toxiproxy proxy, all five faulted);
+- ``--target-cmd``: the implementation, run by the harness as in pytest (``CommandStack``);
+- ``--target``: an implementation that runs already; a Toxiproxy of its own is put in front of
+  it, so only the client -> API link (``api``) can be faulted, as the output says.
+
+The history is saved (beside the report: ``PATH`` with ``.history.json``) and the JSON report's
+``history`` object holds ``operations`` and ``anomalies`` (rule, task, evidence). Exit status:
+0 no anomaly, 1 anomalies, 2 a usage error, 3 the infrastructure failed (a stack that cannot start,
+a target that is not SERVING: one line, reported apart from anomalies), 130 interrupted.
+
+``taskqueue-harness check HISTORY`` checks a saved history again, offline (exit 0 or 1; 2 when it
+cannot be read). ``run_for_harness`` is the same run as one pytest scenario
+(``--taskqueue-chaos-seconds``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import datetime
+import json
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from fault_injection import Toxiproxy
+    from fault_injection.chaos import ChaosConfig, ChaosResult
+    from fault_injection.history import Anomaly
+    from pytest_taskqueue._harness import TestHarness
+
+__all__ = [
+    "EXIT_ANOMALIES",
+    "EXIT_INFRA",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "REPORT_FORMAT",
+    "ChaosOutcome",
+    "register_chaos",
+    "register_check",
+    "run_for_harness",
+]
+
+PROG: Final = "taskqueue-harness"
+REPORT_FORMAT: Final = "pytest-taskqueue-chaos-report/1"
+"""Value of the ``format`` member of a chaos report."""
+
+EXIT_OK: Final = 0
+EXIT_ANOMALIES: Final = 1
+EXIT_USAGE: Final = 2
+EXIT_INFRA: Final = 3
+EXIT_INTERRUPTED: Final = 130
+
+API_ONLY_NOTE: Final = (
+    "only the client -> API link (api) can be faulted: the target runs outside the harness, so its "
+    "backend links are not proxied (use --target-cmd to fault them too)"
+)
+_SHOWN_ANOMALIES: Final = 20
+
+
+class _InfraError(RuntimeError):
+    """The run could not be carried out (one line): exit 3, reported apart from anomalies."""
+
+
+class _Interrupted(BaseException):
+    """SIGINT/SIGTERM: unwind (stopping everything) and exit 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+# ------------------------------------------------------------------------------ shared with pytest
+
+
+@dataclass
+class ChaosOutcome:
+    """A finished chaos run: the recorder's result, the checker's anomalies, where the history went."""
+
+    result: ChaosResult
+    anomalies: list[Anomaly]
+    history_path: Path | None = None
+    links: Sequence[str] = ()
+
+    def history_summary(self) -> dict[str, Any]:
+        """The report's ``history`` object: counts, anomalies (rule, task, evidence), the saved path."""
+        history = self.result.history
+        kinds = collections.Counter(op.kind for op in history.operations)
+        health = [op for op in history.operations if op.kind.startswith("health")]
+        return {
+            "operations": self.result.operations,
+            "operations_by_kind": dict(sorted(kinds.items())),
+            "tasks": len(history.tasks),
+            "undrained": list(self.result.undrained),
+            "health_checks": {
+                "ok": sum(1 for op in health if op.outcome == "ok"),
+                "failed": sum(1 for op in health if op.outcome != "ok"),
+            },
+            "codes": dict(sorted(self.result.codes.items())),
+            "anomalies": [anomaly_json(a) for a in self.anomalies],
+            "anomalies_by_rule": dict(collections.Counter(a.rule for a in self.anomalies)),
+            "path": str(self.history_path) if self.history_path is not None else None,
+        }
+
+    def anomaly_lines(self, limit: int = _SHOWN_ANOMALIES) -> list[str]:
+        """One line per anomaly (the first ``limit``), for terminals and failure messages."""
+        lines = [anomaly_line(a) for a in self.anomalies[:limit]]
+        if len(self.anomalies) > limit:
+            lines.append(f"... and {len(self.anomalies) - limit} more (see the report or `{PROG} check`)")
+        return lines
+
+
+def anomaly_json(anomaly: Anomaly) -> dict[str, Any]:
+    """A report entry: the rule broken (and what it means), the task and key, the evidence."""
+    from fault_injection.history import RULES
+
+    return {
+        "rule": anomaly.rule,
+        "meaning": RULES.get(anomaly.rule, ""),
+        "task": anomaly.task_id,
+        "idempotency_key": anomaly.idempotency_key,
+        "evidence": anomaly.evidence,
+    }
+
+
+def anomaly_line(anomaly: Anomaly) -> str:
+    """``rule: task T key K: evidence`` on one line (evidence shortened)."""
+    evidence = " ".join(anomaly.evidence.split())[:300]
+    return f"{anomaly.rule}: task {anomaly.task_id or '-'} key {anomaly.idempotency_key or '-'}: {evidence}"
+
+
+def chaos_config(seed: int, seconds: float, links: Sequence[str], **changes: Any) -> ChaosConfig:
+    """The chaos run's settings: ``fault_injection``'s defaults, this seed, duration and links."""
+    from fault_injection.chaos import ChaosConfig
+
+    return replace(ChaosConfig(), seed=seed, duration_s=seconds, fault_proxies=tuple(links), **changes)
+
+
+async def _run_and_check(
+    target: str,
+    toxiproxy: Toxiproxy | None,
+    config: ChaosConfig,
+    history_path: Path | None,
+    progress: Callable[[str], None],
+) -> ChaosOutcome:
+    from fault_injection.chaos import run_chaos
+    from fault_injection.history import check
+
+    result = await run_chaos(target, toxiproxy, config, progress=progress)
+    anomalies = check(result.history)
+    if history_path is not None:
+        history_path.parent.mkdir(parents=True, exist_ok=True)
+        result.history.save(history_path)
+    return ChaosOutcome(result, anomalies, history_path, tuple(config.fault_proxies))
+
+
+async def run_for_harness(
+    harness: TestHarness,
+    seconds: float,
+    seed: int,
+    history_path: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ChaosOutcome:
+    """The chaos run against the harness's target, faulting every link of its stack.
+
+    Skips (through ``harness.faults``) against a plain ``--taskqueue-target``, whose links are not
+    proxied. The history is saved to ``history_path`` when given.
+    """
+    links = harness.faults.proxies  # resets Toxiproxy first; the harness resets it after the test
+    config = chaos_config(seed, seconds, list(links))
+    return await _run_and_check(
+        harness.api.target, harness.faults.toxiproxy, config, history_path, progress or _stderr
+    )
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+# ------------------------------------------------------------------------------------- arguments
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def _target(text: str) -> str:
+    import pytest
+
+    from pytest_taskqueue._options import parse_target
+
+    try:
+        parse_target(text)
+    except pytest.UsageError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:50051)") from None
+    return text.strip()
+
+
+def register_chaos(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``chaos`` to the ``taskqueue-harness`` parser."""
+    from fault_injection.chaos import ChaosConfig
+
+    defaults = ChaosConfig()
+    parser = subparsers.add_parser(
+        "chaos",
+        help="a seeded chaos run (faults under a mixed workload), then the history checker",
+        description=(
+            "Run a mixed workload of every conformance task type while a seeded schedule injects "
+            "network faults through Toxiproxy (the same seed gives the same schedule), check the "
+            "target's health before and after each fault, then check the recorded history against "
+            "the contract. Without --target/--target-cmd the reference stack is started. Exit 0 "
+            "without anomalies, 1 with anomalies, 2 on a usage error, 3 when the stack or target "
+            "could not be brought up."
+        ),
+    )
+    parser.add_argument("--seed", type=_seed, default=0, help="seed of the schedule and workload (default 0)")
+    parser.add_argument(
+        "--duration", type=_positive, default=60.0, help="seconds of workload under faults (default 60)"
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--target",
+        type=_target,
+        metavar="HOST:PORT",
+        help="an implementation that runs already: only its client -> API link is faulted",
+    )
+    where.add_argument(
+        "--target-cmd",
+        metavar="COMMAND",
+        help="run this implementation against harness-owned backends (placeholders as "
+        "--taskqueue-target-cmd: {port} {dynamodb} {sqs} {region} {table} {queue} {dlq})",
+    )
+    parser.add_argument(
+        "--worker-cmd", metavar="COMMAND", help="its separate worker (with --target-cmd; no {port})"
+    )
+    parser.add_argument("--report", type=Path, help="write the JSON report here")
+    parser.add_argument(
+        "--history",
+        type=Path,
+        help="save the history here (default: beside the report, PATH with .history.json; "
+        "else in a temporary folder); the path is printed",
+    )
+    parser.add_argument(
+        "--links",
+        help="comma-separated links to fault (default: every link that can be: api, server_dynamodb, "
+        "server_sqs, worker_dynamodb, worker_sqs; only api with --target)",
+    )
+    parser.add_argument(
+        "--clients", type=int, default=defaults.clients, help="concurrent clients (default %(default)s)"
+    )
+    parser.add_argument(
+        "--rate",
+        type=_positive,
+        default=defaults.ops_per_second,
+        help="target operations per second, all clients together (default %(default)s)",
+    )
+    parser.add_argument(
+        "--start-timeout",
+        type=_positive,
+        default=60.0,
+        help="seconds each process may take to become ready (default %(default)s)",
+    )
+    parser.add_argument("--keep-logs", action="store_true", help="keep the stack's log folder")
+    parser.set_defaults(handler=run_chaos_command)
+
+
+def register_check(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``check`` to the ``taskqueue-harness`` parser."""
+    parser = subparsers.add_parser(
+        "check",
+        help="check a saved chaos history against the contract again (offline)",
+        description="Check a history saved by `taskqueue-harness chaos` (or "
+        "fault_injection.history.History.save). Exit 0 without anomalies, 1 with, 2 if unreadable.",
+    )
+    parser.add_argument("history", type=Path, metavar="HISTORY", help="the saved history (JSON)")
+    parser.add_argument("--json", action="store_true", help="print the anomalies as one JSON object")
+    parser.set_defaults(handler=run_check_command)
+
+
+# ------------------------------------------------------------------------------------------ chaos
+
+
+def _error(message: str) -> None:
+    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class _Setup:
+    """Where the run goes: the gRPC target, the Toxiproxy client, the links that can be faulted."""
+
+    mode: str
+    target: str
+    toxiproxy: Toxiproxy
+    links: tuple[str, ...]
+    note: str = ""
+    stack: Any = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def _usage_checks(args: argparse.Namespace) -> tuple[Any, tuple[str, ...] | None]:
+    """The implementation commands (or None) and the requested links; ValueError names the option."""
+    from pytest_taskqueue._faults import ImplementationCommands, TemplateError
+
+    commands = None
+    if args.worker_cmd is not None and args.target_cmd is None:
+        raise ValueError("--worker-cmd: needs --target-cmd")
+    if args.target_cmd is not None:
+        try:
+            commands = ImplementationCommands.parse(args.target_cmd, args.worker_cmd)
+        except TemplateError as error:
+            raise ValueError(
+                str(error)
+                .replace("--taskqueue-target-cmd", "--target-cmd")
+                .replace("--taskqueue-worker-cmd", "--worker-cmd")
+            ) from None
+    if args.clients < 1:
+        raise ValueError(f"--clients: must be at least 1, got {args.clients}")
+    links = None
+    if args.links is not None:
+        links = tuple(name.strip() for name in args.links.split(",") if name.strip())
+        if not links:
+            raise ValueError("--links: name at least one link")
+    return commands, links
+
+
+@contextlib.contextmanager
+def _bring_up(args: argparse.Namespace, commands: Any, log_dir: Path) -> Iterator[_Setup]:
+    """Start what the run needs (stopped on every exit path); failures are ``_InfraError``."""
+    from pytest_taskqueue._procs import BackendStartError
+    from pytest_taskqueue._stack import PROXY_NAMES, ReferenceStack, StackConfig
+
+    if args.target is not None:
+        with _proxied_target(args.target, log_dir) as setup:
+            yield setup
+        return
+    config = StackConfig(
+        prefix=f"chaos-{args.seed}-{uuid.uuid4().hex[:6]}",
+        log_dir=log_dir,
+        keep_logs=True,
+        start_timeout=args.start_timeout,
+    )
+    stack: ReferenceStack
+    if commands is not None:
+        from pytest_taskqueue._faults import CommandStack
+
+        stack, mode = CommandStack(config, commands), "target-cmd"
+    else:
+        stack, mode = ReferenceStack(config), "reference-stack"
+    try:
+        try:
+            stack.start()
+        except BackendStartError as error:
+            raise _InfraError(f"the stack failed to start: {error.summary}") from error
+        except Exception as error:
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise _InfraError(f"the stack failed to start: {first} (logs: {log_dir})") from error
+        yield _Setup(
+            mode=mode,
+            target=stack.target,
+            toxiproxy=stack.toxiproxy_client(),
+            links=PROXY_NAMES,
+            stack=stack,
+            details={"stack": stack.as_dict()},
+        )
+    finally:
+        stack.stop(keep_logs=True)
+
+
+@contextlib.contextmanager
+def _proxied_target(target: str, log_dir: Path) -> Iterator[_Setup]:
+    """A Toxiproxy of its own with one proxy ``api`` in front of an external target."""
+    from fault_injection import ToxiproxyError, ensure_toxiproxy, running_toxiproxy
+    from pytest_taskqueue._cache import cache_dir
+
+    with contextlib.ExitStack() as running:
+        try:
+            binary = ensure_toxiproxy(cache_dir())
+            toxiproxy = running.enter_context(running_toxiproxy(binary, log_path=log_dir / "toxiproxy.log"))
+        except (OSError, RuntimeError) as error:  # install, start: one line, the log is in log_dir
+            raise _InfraError(f"Toxiproxy could not be started: {_first_line(error)}") from error
+        try:
+            api = toxiproxy.create_proxy("api", "127.0.0.1:0", target)
+        except ToxiproxyError as error:
+            raise _InfraError(f"cannot put a proxy in front of {target}: {error}") from error
+        yield _Setup(
+            mode="target",
+            target=api.listen,
+            toxiproxy=toxiproxy,
+            links=("api",),
+            note=API_ONLY_NOTE,
+            details={"target": target, "api_proxy": api.listen},
+        )
+
+
+def _history_path(args: argparse.Namespace) -> Path:
+    if args.history is not None:
+        return Path(args.history).expanduser().absolute()
+    if args.report is not None:
+        report = Path(args.report).expanduser().absolute()
+        return report.with_name(report.stem + ".history.json")
+    return Path(tempfile.mkdtemp(prefix="taskqueue-chaos-")) / "history.json"
+
+
+def _write_report(path: Path | None, report: dict[str, Any]) -> None:
+    if path is None:
+        return
+    path = Path(path).expanduser().absolute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+
+def run_chaos_command(args: argparse.Namespace) -> int:
+    """``taskqueue-harness chaos``: bring up, run, check, report; see the module docstring."""
+    try:
+        commands, wanted_links = _usage_checks(args)
+    except ValueError as error:
+        _error(str(error))
+        return EXIT_USAGE
+    report_path = Path(args.report).expanduser().absolute() if args.report is not None else None
+    history_path = _history_path(args)
+    log_dir = Path(tempfile.mkdtemp(prefix="taskqueue-chaos-logs-"))
+    report: dict[str, Any] = {
+        "format": REPORT_FORMAT,
+        "generated_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "seed": args.seed,
+        "duration_s": args.duration,
+        "verdict": "error",
+        "error": "",
+        "history": None,
+        "logs": str(log_dir),
+    }
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise _Interrupted(signum)
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return _chaos(args, commands, wanted_links, report, report_path, history_path, log_dir)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _chaos(
+    args: argparse.Namespace,
+    commands: Any,
+    wanted_links: tuple[str, ...] | None,
+    report: dict[str, Any],
+    report_path: Path | None,
+    history_path: Path,
+    log_dir: Path,
+) -> int:
+    """The run itself, under ``run_chaos_command``'s signal handlers."""
+    began = time.monotonic()
+    try:
+        with _bring_up(args, commands, log_dir) as setup:
+            links = wanted_links or setup.links
+            unknown = [name for name in links if name not in setup.links]
+            if unknown:
+                _error(
+                    f"--links: {', '.join(unknown)} cannot be faulted here "
+                    f"(available: {', '.join(setup.links)})"
+                )
+                return EXIT_USAGE
+            report.update(mode=setup.mode, target=setup.target, links=list(links), note=setup.note)
+            report.update(setup.details)
+            _stderr(f"{PROG} chaos: {setup.mode} at {setup.target}; faulting {', '.join(links)}")
+            if setup.note:
+                _stderr(f"{PROG} chaos: note: {setup.note}")
+            config = chaos_config(
+                args.seed, args.duration, links, clients=args.clients, ops_per_second=args.rate
+            )
+            try:
+                outcome = asyncio.run(
+                    _run_and_check(setup.target, setup.toxiproxy, config, history_path, _stderr)
+                )
+            except _Interrupted:
+                raise
+            except Exception as error:
+                raise _InfraError(f"the chaos run could not be carried out: {_first_line(error)}") from error
+            crashed = setup.stack.crashed() if setup.stack is not None else None
+    except _InfraError as error:
+        report["error"] = str(error)
+        _write_report(report_path, report)
+        _error(str(error))
+        return EXIT_INFRA
+    except _Interrupted as interrupted:
+        report.update(verdict="interrupted", error=f"interrupted by {interrupted}")
+        _write_report(report_path, report)
+        _error(f"interrupted by {interrupted}; everything started was stopped")
+        return 128 + interrupted.signum
+    result = outcome.result
+    report.update(
+        verdict="anomalies" if outcome.anomalies else "ok",
+        wall_s=round(time.monotonic() - began, 1),
+        faults={
+            "scheduled": len(result.schedule),
+            "applied": list(result.applied),
+        },
+        history=outcome.history_summary(),
+    )
+    if crashed is not None:
+        report["crashed"] = f"{crashed.name} exited with code {crashed.returncode} (log: {crashed.log_path})"
+    if report["verdict"] == "ok" and not args.keep_logs and crashed is None:
+        shutil.rmtree(log_dir, ignore_errors=True)  # kept when something went wrong, or asked for
+        report["logs"] = None
+    _write_report(report_path, report)
+    _print_summary(report, outcome, report_path)
+    return EXIT_ANOMALIES if outcome.anomalies else EXIT_OK
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
+
+
+def _print_summary(report: dict[str, Any], outcome: ChaosOutcome, report_path: Path | None) -> None:
+    history = report["history"]
+    kinds = history["operations_by_kind"]
+    lines = [
+        f"{PROG} chaos: seed {report['seed']}, {report['duration_s']:g} s, "
+        f"{report['mode']} at {report['target']}",
+        f"  links       {', '.join(report['links'])}" + (f"  ({report['note']})" if report["note"] else ""),
+        f"  operations  {history['operations']} ("
+        + ", ".join(f"{kind} {count}" for kind, count in kinds.items())
+        + ")",
+        f"  tasks       {history['tasks']} (not terminal after draining: {len(history['undrained'])})",
+        f"  faults      {len(report['faults']['applied'])} applied of "
+        f"{report['faults']['scheduled']} scheduled; health checks ok "
+        f"{history['health_checks']['ok']}, failed {history['health_checks']['failed']}",
+        f"  anomalies   {len(outcome.anomalies)}",
+    ]
+    lines += [f"    {line}" for line in outcome.anomaly_lines()]
+    lines.append(f"  history     {history['path']}  (re-check: {PROG} check {history['path']})")
+    if report_path is not None:
+        lines.append(f"  report      {report_path}")
+    if report.get("crashed"):
+        lines.append(f"  note        {report['crashed']}")
+    verdict = (
+        f"ANOMALIES ({len(outcome.anomalies)}: "
+        + ", ".join(f"{rule} x{n}" for rule, n in history["anomalies_by_rule"].items())
+        + ")"
+        if outcome.anomalies
+        else "OK (no anomalies)"
+    )
+    lines.append(f"{PROG} chaos: {verdict}")
+    print("\n".join(lines), flush=True)
+
+
+# ------------------------------------------------------------------------------------------ check
+
+
+def run_check_command(args: argparse.Namespace) -> int:
+    """``taskqueue-harness check HISTORY``: the checker on a saved history."""
+    from fault_injection.history import History, check
+
+    try:
+        history = History.load(args.history)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        _error(f"cannot read the history {args.history}: {_first_line(error)}")
+        return EXIT_USAGE
+    anomalies = check(history)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "history": str(args.history),
+                    "operations": len(history.operations),
+                    "tasks": len(history.tasks),
+                    "anomalies": [anomaly_json(a) for a in anomalies],
+                }
+            )
+        )
+    else:
+        print(
+            f"{PROG} check: {args.history}: {len(history.operations)} operations, "
+            f"{len(history.tasks)} tasks, {len(anomalies)} anomalies"
+        )
+        for anomaly in anomalies:
+            print(f"  {anomaly_line(anomaly)}")
+    return EXIT_ANOMALIES if anomalies else EXIT_OK
