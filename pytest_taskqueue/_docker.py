@@ -87,6 +87,7 @@ _LABEL_SET = f"{LABEL_PREFIX}.set"
 _LABEL_SESSION = f"{LABEL_PREFIX}.session"
 _LABEL_WORKER = f"{LABEL_PREFIX}.worker"
 _LABEL_OWNER = f"{LABEL_PREFIX}.owner"
+_LABEL_OWNER_START = f"{LABEL_PREFIX}.owner-start"
 _LABEL_ROLE = f"{LABEL_PREFIX}.role"
 
 _PING_TIMEOUT_S = 5.0
@@ -250,6 +251,23 @@ def check_docker(timeout_s: float = _PING_TIMEOUT_S) -> str:
 _SESSION_ID = os.environ.get("PYTEST_XDIST_TESTRUNUID") or uuid.uuid4().hex
 _HOSTNAME = socket.gethostname()
 _OWNER = f"{_HOSTNAME}:{os.getpid()}"
+
+
+def _process_start(pid: int) -> str:
+    """A process's start time in clock ticks since boot (Linux), or "" where unknown.
+
+    With the pid it identifies the process: a pid reused by a later process has another start.
+    """
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            # The command name (field 2) may hold spaces or parentheses: count from its end.
+            fields = stat.read().rsplit(b")", 1)[1].split()
+        return fields[19].decode()
+    except (OSError, IndexError):
+        return ""
+
+
+_OWNER_START = _process_start(os.getpid())
 _LIVE: dict[str, DockerBackends] = {}
 _LIVE_LOCK = threading.Lock()
 _ATEXIT_REGISTERED = False
@@ -323,8 +341,12 @@ def _interrupts_deferred() -> Iterator[None]:
             signal.raise_signal(received[0])
 
 
-def _owner_alive(owner: str) -> bool:
-    """Whether the ``host:pid`` that owns a set may still run (unknown hosts count as alive)."""
+def _owner_alive(owner: str, start: str) -> bool:
+    """Whether the ``host:pid`` that owns a set may still run (other hosts count as alive).
+
+    ``start`` is the owner's start time from its label: a live pid with another start time is a
+    later process that got the same pid, so the owner is gone.
+    """
     host, _, pid_text = owner.rpartition(":")
     if host != _HOSTNAME or not pid_text.isdigit():
         return True
@@ -333,8 +355,9 @@ def _owner_alive(owner: str) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    current = _process_start(int(pid_text))
+    return not (start and current and current != start)
 
 
 def _remove_labelled(client: Any, label_filter: str) -> int:
@@ -360,16 +383,18 @@ def remove_leftovers(*, include_live: bool = False) -> int:
     """
     client = _client()
     try:
-        owners: set[str] = set()
+        owners: set[tuple[str, str]] = set()
         for container in client.containers.list(all=True, filters={"label": _LABEL_OWNER}):
-            owners.add(container.labels.get(_LABEL_OWNER, ""))
+            labels = container.labels
+            owners.add((labels.get(_LABEL_OWNER, ""), labels.get(_LABEL_OWNER_START, "")))
         for network in client.networks.list(filters={"label": _LABEL_OWNER}):
-            owners.add(network.attrs.get("Labels", {}).get(_LABEL_OWNER, ""))
+            labels = network.attrs.get("Labels") or {}
+            owners.add((labels.get(_LABEL_OWNER, ""), labels.get(_LABEL_OWNER_START, "")))
         removed = 0
-        for owner in sorted(owners):
+        for owner, start in sorted(owners):
             if owner == _OWNER and not include_live:
                 continue
-            if include_live or not _owner_alive(owner):
+            if include_live or not _owner_alive(owner, start):
                 removed += _remove_labelled(client, f"{_LABEL_OWNER}={owner}")
         return removed
     finally:
@@ -485,6 +510,7 @@ class DockerBackends:
             _LABEL_SESSION: _SESSION_ID,
             _LABEL_WORKER: self.worker_id,
             _LABEL_OWNER: _OWNER,
+            _LABEL_OWNER_START: _OWNER_START,
         }
         self._client: Any = None
         self._network: Any = None

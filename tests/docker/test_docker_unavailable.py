@@ -131,3 +131,20 @@ def test_root_cause_prefers_the_os_error() -> None:
     outer.__cause__ = ValueError("wrapped", inner)
     assert _docker._root_cause(outer) == "Connection refused"
     assert _docker._root_cause(RuntimeError("first line\nsecond")) == "first line"
+
+
+def test_owner_liveness_by_pid_and_start_time() -> None:
+    """A leftover sweep removes sets of dead owners only; a reused pid is a different owner."""
+    me = f"{_docker._HOSTNAME}:{os.getpid()}"
+    start = _docker._process_start(os.getpid())
+    assert start.isdigit()
+    assert _docker._owner_alive(me, start)
+    assert _docker._owner_alive(me, "")  # no start time recorded: the pid decides
+    assert not _docker._owner_alive(me, str(int(start) + 1))  # same pid, another process
+    child = subprocess.Popen(["sleep", "60"])
+    child_start = _docker._process_start(child.pid)
+    child.kill()
+    child.wait()
+    # Gone (or its pid already reused by a process that started later): dead either way.
+    assert not _docker._owner_alive(f"{_docker._HOSTNAME}:{child.pid}", child_start)
+    assert _docker._owner_alive("some-other-host:1", "")  # other hosts are never judged dead
