@@ -1,9 +1,10 @@
 """Conformance scenarios for taskqueue.v1 (docs/spec.md), one module per area.
 
 The plugin collects these modules as the bundled suite (``pytest --taskqueue-target=HOST:PORT``):
-``lifecycle`` (and ``burst``), ``idempotency``, ``retry``, ``dlq``, ``errors``, ``watch`` and
-``recovery``. Each scenario quotes the spec section it checks in its docstring and carries an
-area marker and an obligation (``required`` or ``optional``).
+``lifecycle`` (and ``burst``), ``idempotency``, ``retry``, ``dlq``, ``errors``, ``watch``,
+``recovery`` and ``faults`` (network faults through the harness's Toxiproxy proxies, process
+restarts, the chaos run). Each scenario quotes the spec section it checks in its docstring and
+carries an area marker and an obligation (``required`` or ``optional``).
 
 The spec checks are public so that an implementation's own scenarios can reuse them: each
 ``*_violations`` function returns the broken rules, spec section first (empty when all hold).
