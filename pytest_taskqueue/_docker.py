@@ -205,6 +205,9 @@ def _root_cause(exc: BaseException) -> str:
         seen.add(id(current))
         if isinstance(current, OSError) and current.strerror:
             return current.strerror
+        explanation = getattr(current, "explanation", None)  # docker.errors.APIError: the daemon's words
+        if best is None and isinstance(explanation, str) and explanation.strip():
+            best = explanation.strip().splitlines()[0]
         if best is None and str(current):
             best = str(current).splitlines()[0]
         pending.extend(arg for arg in current.args if isinstance(arg, BaseException))
