@@ -288,6 +288,13 @@ def register_chaos(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
         help="target operations per second, all clients together (default %(default)s)",
     )
     parser.add_argument(
+        "--health-timeout",
+        type=_positive,
+        default=defaults.health_timeout_s,
+        help="seconds the target may take to report SERVING, at the start and after each fault "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
         "--start-timeout",
         type=_positive,
         default=60.0,
@@ -501,7 +508,12 @@ def _chaos(
             if setup.note:
                 _stderr(f"{PROG} chaos: note: {setup.note}")
             config = chaos_config(
-                args.seed, args.duration, links, clients=args.clients, ops_per_second=args.rate
+                args.seed,
+                args.duration,
+                links,
+                clients=args.clients,
+                ops_per_second=args.rate,
+                health_timeout_s=args.health_timeout,
             )
             try:
                 outcome = asyncio.run(

@@ -1,0 +1,32 @@
+"""Fixtures for tests/faults: inner pytest runs of the fault scenarios, free of outer settings.
+
+Inner runs load the installed plugin through its ``pytest11`` entry point, as a user's run does.
+Runs that start stacks are subprocesses (``runpytest_subprocess``): grpc and asyncio are safer
+there, and every process they start dies with them.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+INNER_INI = """
+[pytest]
+asyncio_default_fixture_loop_scope = function
+"""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Enable pytester here: ``pytest_plugins`` is refused in a conftest below the rootdir."""
+    if not config.pluginmanager.has_plugin("pytester"):
+        config.pluginmanager.import_plugin("pytester")
+
+
+@pytest.fixture
+def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """A pytester folder with a quiet ini and no outer TASKQUEUE_* settings (the cache folder stays)."""
+    for name in [n for n in os.environ if n.startswith("TASKQUEUE_") and n != "TASKQUEUE_CACHE_DIR"]:
+        monkeypatch.delenv(name)
+    pytester.makeini(INNER_INI)
+    return pytester
