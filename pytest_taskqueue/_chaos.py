@@ -40,6 +40,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
+from pytest_taskqueue.cli import _positive_float  # the CLI's own argument type (cli imports this lazily)
+
 if TYPE_CHECKING:
     from fault_injection import Toxiproxy
     from fault_injection.chaos import ChaosConfig, ChaosResult
@@ -197,16 +199,6 @@ def _stderr(line: str) -> None:
 # ------------------------------------------------------------------------------------- arguments
 
 
-def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
-
-
 def _seed(text: str) -> int:
     try:
         value = int(text)
@@ -248,7 +240,7 @@ def register_chaos(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
     parser.add_argument("--seed", type=_seed, default=0, help="seed of the schedule and workload (default 0)")
     parser.add_argument(
-        "--duration", type=_positive, default=60.0, help="seconds of workload under faults (default 60)"
+        "--duration", type=_positive_float, default=60.0, help="seconds of workload under faults (default 60)"
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
@@ -283,20 +275,20 @@ def register_chaos(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
     parser.add_argument(
         "--rate",
-        type=_positive,
+        type=_positive_float,
         default=defaults.ops_per_second,
         help="target operations per second, all clients together (default %(default)s)",
     )
     parser.add_argument(
         "--health-timeout",
-        type=_positive,
+        type=_positive_float,
         default=defaults.health_timeout_s,
         help="seconds the target may take to report SERVING, at the start and after each fault "
         "(default %(default)s)",
     )
     parser.add_argument(
         "--start-timeout",
-        type=_positive,
+        type=_positive_float,
         default=60.0,
         help="seconds each process may take to become ready (default %(default)s)",
     )
