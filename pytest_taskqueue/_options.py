@@ -31,8 +31,12 @@ __all__ = [
     "parse_target",
 ]
 
-DEFAULT_TIMEOUT_S: Final = 20.0
-"""Default deadline of one wait (``--taskqueue-timeout``)."""
+DEFAULT_TIMEOUT_S: Final = 60.0
+"""Default deadline of one wait (``--taskqueue-timeout``): generous, since an implementation's own
+retry backoff decides how long ``fail_always`` takes to die, and a passing wait ends as soon as it can."""
+
+MAX_RPC_TIMEOUT_S: Final = 20.0
+"""Unary calls get the smaller of ``--taskqueue-timeout`` and this as their deadline."""
 
 DEFAULT_CONNECT_TIMEOUT_S: Final = 15.0
 """Default deadline for the target to answer its health check (``--taskqueue-connect-timeout``)."""

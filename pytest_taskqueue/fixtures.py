@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import pytest_asyncio
 
+from pytest_taskqueue import _options
 from pytest_taskqueue._client import ReadinessError, TaskQueueClient, describe_rpc_error
 from pytest_taskqueue._collect import HARNESS_ONLY_REASON
 from pytest_taskqueue._harness import KeyFactory, OwnedBackends, TestHarness
@@ -111,7 +112,7 @@ async def taskqueue_client(
         taskqueue_target,
         tls_ca=taskqueue_config.tls_ca,
         token=taskqueue_config.token,
-        rpc_timeout=taskqueue_config.timeout,
+        rpc_timeout=min(taskqueue_config.timeout, _options.MAX_RPC_TIMEOUT_S),
     )
     try:
         try:

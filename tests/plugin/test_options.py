@@ -71,7 +71,7 @@ def test_defaults(inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> No
         monkeypatch.delenv(name, raising=False)
     inner.makepyfile(_SHOW_CONFIG)
     result = inner.runpytest("-s")
-    result.stdout.fnmatch_lines(["*CONFIG None 20.0 15.0 False None main"])
+    result.stdout.fnmatch_lines(["*CONFIG None 60.0 15.0 False None main"])
 
 
 def test_command_line_beats_environment_beats_ini(
