@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from fault_injection._history import Event, History, Operation, TaskSnapshot, fingerprint
 
@@ -266,8 +266,6 @@ def _walk(events: list[Event], max_attempts: int, report: _Reporter) -> _Walk:
         if ev.type == "SUBMITTED":
             if index != 0:
                 report("illegal_transition", f"SUBMITTED again at #{ev.sequence}")
-            if ev.attempt != 0:
-                report("attempt_numbering", f"SUBMITTED carries attempt {ev.attempt}, not 0")
         elif ev.type == "PROCESSING":
             expected = walk.highest_attempt + 1
             if ev.attempt != expected:
@@ -291,11 +289,14 @@ def _walk(events: list[Event], max_attempts: int, report: _Reporter) -> _Walk:
                     "illegal_transition",
                     f"{ev.type}({ev.attempt})#{ev.sequence} after {after}, no attempt running",
                 )
-            elif ev.attempt != open_attempt:
+            elif ev.attempt != open_attempt and not (ev.type == "COMPLETED" and ev.attempt == 0):
+                # spec 4.2: COMPLETED may carry 0 instead of its attempt
                 report(
                     "attempt_numbering",
                     f"{ev.type}({ev.attempt})#{ev.sequence} ends attempt {open_attempt}",
                 )
+            if ev.type == "COMPLETED" and ev.attempt == 0 and open_attempt is not None:
+                ev = replace(ev, attempt=open_attempt)
             open_attempt = None
             if ev.type == "FAILED":
                 walk.failed_recorded += 1
@@ -315,8 +316,6 @@ def _walk(events: list[Event], max_attempts: int, report: _Reporter) -> _Walk:
                     f"(last attempt {walk.highest_attempt}, "
                     f"previous event {prev.type if prev else 'none'}), max_attempts={max_attempts}",
                 )
-            if ev.attempt != 0:
-                report("attempt_numbering", f"DEAD carries attempt {ev.attempt}, not 0")
             walk.terminal_event = ev
         else:
             report("bad_history_shape", f"unknown event type {ev.type!r} at #{ev.sequence}")

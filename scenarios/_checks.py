@@ -156,12 +156,15 @@ def _order_violations(events: Sequence[pb.TaskEvent]) -> list[str]:
 
 
 def _event_field_violations(event: pb.TaskEvent) -> list[str]:
-    """spec 4.2: SUBMITTED and DEAD carry attempt 0, the others an attempt from 1, FAILED a detail."""
+    """spec 4.2: PROCESSING and FAILED carry an attempt from 1, COMPLETED its attempt or 0, FAILED a detail.
+
+    SUBMITTED's and DEAD's attempt fields SHOULD be 0 and are not checked.
+    """
     name = f"{event_name(event.type)} (#{event.sequence})"
-    if event.type in (_SUBMITTED, _DEAD) and event.attempt != 0:
-        return [f"spec 4.2: {name} has attempt {event.attempt}, must be 0"]
-    if event.type in (_PROCESSING, _COMPLETED, _FAILED) and event.attempt < 1:
+    if event.type in (_PROCESSING, _FAILED) and event.attempt < 1:
         return [f"spec 4.2: {name} has attempt {event.attempt}, must be the attempt number from 1"]
+    if event.type == _COMPLETED and event.attempt < 0:
+        return [f"spec 4.2: {name} has attempt {event.attempt}, must be its attempt number (or 0)"]
     if event.type == _FAILED and not event.detail:
         return [f"spec 4.2: {name} has an empty detail, must carry the attempt's error"]
     if event.type not in (_SUBMITTED, _PROCESSING, _COMPLETED, _FAILED, _DEAD):
@@ -203,7 +206,7 @@ def _grammar_violations(events: Sequence[pb.TaskEvent], max_attempts: int | None
                     f"spec 4.3: {where} follows {event_name(previous.type)} (#{previous.sequence}), "
                     "must follow the PROCESSING of its attempt"
                 )
-            elif event.attempt != previous.attempt:
+            elif event.attempt != previous.attempt and not (event.type == _COMPLETED and event.attempt == 0):
                 problems.append(
                     f"spec 4.2: {where} carries attempt {event.attempt}, "
                     f"its PROCESSING was attempt {previous.attempt}"

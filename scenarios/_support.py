@@ -37,8 +37,23 @@ def failed(attempt: int) -> Code:
 
 
 def shape(events: Sequence[pb.TaskEvent]) -> list[Code]:
-    """The history as (type, attempt) pairs."""
-    return [(event.type, event.attempt) for event in events]
+    """The history as (type, attempt) pairs, with the attempt fields spec 4.2 leaves open normalised.
+
+    SUBMITTED and DEAD SHOULD carry attempt 0 but may carry another number, and COMPLETED may carry 0
+    instead of its attempt: those are compared as if they followed the SHOULD.
+    """
+    codes: list[Code] = []
+    current = 0
+    for event in events:
+        attempt = event.attempt
+        if event.type == pb.TASK_EVENT_TYPE_PROCESSING:
+            current = attempt
+        elif event.type in (pb.TASK_EVENT_TYPE_SUBMITTED, pb.TASK_EVENT_TYPE_DEAD):
+            attempt = 0
+        elif event.type == pb.TASK_EVENT_TYPE_COMPLETED and attempt == 0:
+            attempt = current
+        codes.append((event.type, attempt))
+    return codes
 
 
 def format_codes(codes: Sequence[Code]) -> str:

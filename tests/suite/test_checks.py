@@ -72,13 +72,19 @@ def test_legal_histories_have_no_violations(codes: list[str], max_attempts: int 
         (fail_always(4), 5, "must follow FAILED(max_attempts=5)"),
         (fail_always(6), 5, "beyond max_attempts 5"),
         (["S", "P1", "F1", "D", "P2"], None, "follows the terminal"),
-        (["S1", "P1", "C1"], None, "must be 0"),
+        (["S", "P1", "C2"], None, "its PROCESSING was attempt 1"),
         (["S", "P0", "C0"], None, "from 1"),
     ],
 )
 def test_illegal_histories_name_the_rule(codes: list[str], max_attempts: int | None, expected: str) -> None:
     problems = _checks.history_violations(history(*codes), max_attempts=max_attempts)
     assert any(expected in problem for problem in problems), problems
+
+
+def test_attempt_fields_spec_4_2_leaves_open_are_accepted() -> None:
+    """SUBMITTED/DEAD with a non-zero attempt and COMPLETED with 0 are SHOULDs, not violations."""
+    assert _checks.history_violations(history("S1", "P1", "C0")) == []
+    assert _checks.history_violations(history("S", "P1", "F1", "D1"), max_attempts=1) == []
 
 
 def test_sequence_must_increase_and_time_must_not_go_back() -> None:
