@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -62,8 +63,12 @@ def run_cli(*args: str, report: Path | None = None, timeout: float = 600.0) -> C
     command = [*harness_command(), *args]
     if report is not None:
         command += ["--report", str(report)]
+    # Kept log folders (runs with anomalies or errors keep theirs) go beside the report, not in /tmp.
+    env = dict(os.environ, TMPDIR=str(report.parent)) if report is not None else None
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, env=env
     )
     data = json.loads(report.read_text()) if report is not None and report.exists() else None
     return CliRun(done.returncode, done.stdout, done.stderr, data)
