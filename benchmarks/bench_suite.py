@@ -20,7 +20,7 @@ import tempfile
 import time
 from typing import Any
 
-_DURATION = re.compile(r"^\s*(\d+\.\d+)s (setup|teardown)\s+\S*scenarios/")
+_DURATION = re.compile(r"^\s*(\d+\.\d+)s (setup|teardown)\s+\S*::")
 
 
 def run_suite(extra: list[str]) -> dict[str, Any]:
