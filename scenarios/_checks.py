@@ -161,6 +161,8 @@ def _event_field_violations(event: pb.TaskEvent) -> list[str]:
     SUBMITTED's and DEAD's attempt fields SHOULD be 0 and are not checked.
     """
     name = f"{event_name(event.type)} (#{event.sequence})"
+    if not event.HasField("at") or event.at.ToNanoseconds() == 0:
+        return [f"spec 4.1: {name} has no `at` time"]
     if event.type in (_PROCESSING, _FAILED) and event.attempt < 1:
         return [f"spec 4.2: {name} has attempt {event.attempt}, must be the attempt number from 1"]
     if event.type == _COMPLETED and event.attempt < 0:

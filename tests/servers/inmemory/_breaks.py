@@ -31,5 +31,6 @@ BREAKS: dict[str, str] = {
     "(spec 3.4)",
     "rejected_submit_reserves_key": "a rejected submit still claims its idempotency key (spec 9.1)",
     "updated_before_created": "updated_at is earlier than created_at (spec 2.4)",
+    "no_event_time": "events carry no `at` time, so `at` trivially never goes backwards (spec 4.1)",
 }
 """Every break name, with the rule it violates."""

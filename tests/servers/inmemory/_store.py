@@ -107,11 +107,10 @@ class Store:
         stamp = self.now()
         for new in events:
             sequence = record.events[-1].sequence + 1 if record.events else 1
-            record.events.append(
-                pb.TaskEvent(
-                    sequence=sequence, type=new.type, attempt=new.attempt, at=stamp, detail=new.detail
-                )
-            )
+            event = pb.TaskEvent(sequence=sequence, type=new.type, attempt=new.attempt, detail=new.detail)
+            if "no_event_time" not in self._breaks:
+                event.at.CopyFrom(stamp)
+            record.events.append(event)
         record.task.updated_at.CopyFrom(stamp)
         record.version += 1
         signal, record.changed = record.changed, asyncio.Event()
