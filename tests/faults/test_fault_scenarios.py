@@ -142,3 +142,16 @@ def test_implementation_that_exits_is_an_infrastructure_error(inner: pytest.Pyte
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR, _explain(result, report)
     assert report["verdict"] == "error"
     assert "implementation (--taskqueue-target-cmd): exited with code 3" in str(report["verdict_reason"])
+
+
+def test_dynamodb_partition_scenario_fails_a_server_that_answers_internal(inner: pytest.Pytester) -> None:
+    """spec 9.2 can fail: the reference behind a wrapper that turns UNAVAILABLE into INTERNAL."""
+    inner_cmd = reference_cmd("all").replace("--port {port}", "--port INNER_PORT")
+    mapper = (
+        f"{PYTHON} -m tests.servers.code_mapper --port {{port}} --map UNAVAILABLE=INTERNAL -- {inner_cmd}"
+    )
+    result, report = _run(inner, f"--taskqueue-target-cmd={mapper}", _FAULTS, "-k", "dynamodb_partition")
+    seen = outcomes(report)
+    outcome, message = seen["scenarios/faults.py::test_dynamodb_partition_while_processing"]
+    assert outcome == "failed" and "spec 9.2" in message and "INTERNAL" in message, _explain(result, report)
+    assert result.ret == 1 and report["verdict"] == "not-conforming"
