@@ -32,7 +32,7 @@ from fault_injection import ensure_toxiproxy, running_toxiproxy  # noqa: E402
 from fault_injection.chaos import ChaosConfig, run_chaos  # noqa: E402
 from fault_injection.history import check  # noqa: E402
 from tests.reference._procs import (  # noqa: E402
-    Process,
+    Stoppable,
     start_elasticmq,
     start_moto,
     start_reference,
@@ -61,7 +61,7 @@ def main() -> int:
 
     log_dir = pathlib.Path(tempfile.mkdtemp(prefix="chaos-ref-"))
     binary = ensure_toxiproxy(_cache_dir())
-    started: list[Process] = []
+    started: list[Stoppable] = []
     with contextlib.ExitStack() as cleanup:
 
         @cleanup.callback

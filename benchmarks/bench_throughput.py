@@ -42,7 +42,7 @@ from reference_server.queue import Queues  # noqa: E402
 from reference_server.store import Store  # noqa: E402
 from taskqueue_proto import taskqueue_pb2 as pb  # noqa: E402
 from taskqueue_proto import taskqueue_pb2_grpc  # noqa: E402
-from tests.reference._procs import AWS_ENV, Process, start_elasticmq, start_moto, start_reference  # noqa: E402
+from tests.reference._procs import AWS_ENV, Stoppable, start_elasticmq, start_moto, start_reference  # noqa: E402
 
 PAYLOAD = b'{"bench": true}'
 
@@ -123,7 +123,7 @@ def main() -> int:
     os.environ.update(AWS_ENV)
 
     log_dir = pathlib.Path(tempfile.mkdtemp(prefix="bench-throughput-"))
-    started: list[Process] = []
+    started: list[Stoppable] = []
     try:
         moto, dynamodb = start_moto(log_dir)
         started.append(moto)

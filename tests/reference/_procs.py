@@ -1,8 +1,9 @@
 """Processes for the reference-server integration tests: moto, ElasticMQ and reference_server.
 
-Every process runs in its own session, logs to a file, and is stopped by whoever started it (the
-fixtures in conftest.py) on every exit path. Readiness is waited for by probing (an HTTP answer, a
-line on stdout) until a deadline; a timeout error carries the command line and the log's tail.
+moto and ElasticMQ are the harness's own backends (``pytest_taskqueue._backends``). The reference
+server runs as a ``Process`` here: the tests read its stdout lines and send it signals. Every process
+is stopped by whoever started it (the fixtures in conftest.py) on every exit path; readiness is waited
+for until a deadline, and a timeout error carries the command line and the log's tail.
 """
 
 from __future__ import annotations
@@ -10,26 +11,19 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
+
+from pytest_taskqueue._backends import ElasticMQ, LocalBackend, MotoServer
 
 ROOT = Path(__file__).resolve().parents[2]
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": "us-east-1"}
-
-
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ProcessError(RuntimeError):
@@ -129,72 +123,22 @@ class Process:
         self.popen.wait()
 
 
-def _wait_http(process: Process, url: str, timeout: float) -> None:
-    """Probe ``url`` until any HTTP answer comes back (status codes do not matter)."""
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
-        except urllib.error.HTTPError:
-            return  # it answered
-        except (urllib.error.URLError, OSError):
-            pass
-        if process.popen.poll() is not None or time.monotonic() > deadline:
-            raise ProcessError(f"{url} did not answer within {timeout}s\n{process.describe()}")
-        time.sleep(delay)  # probe interval of a readiness wait
-        delay = min(delay * 2, 0.5)
+class Stoppable(Protocol):
+    """What the tests and benchmarks stop at the end: a backend or a reference process."""
+
+    def stop(self) -> object: ...
 
 
-def start_moto(log_dir: Path, name: str = "moto") -> tuple[Process, str]:
-    """moto's server with serialised requests; returns the process and its endpoint URL."""
-    port = free_port()
-    process = Process(
-        name,
-        [sys.executable, "-m", "pytest_taskqueue._moto_server", "--host", "127.0.0.1", "--port", str(port)],
-        log_dir,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(process, url + "/", 60)
-    except BaseException:
-        process.kill()
-        raise
-    return process, url
+def start_moto(log_dir: Path) -> tuple[LocalBackend, str]:
+    """The harness's DynamoDB stand-in (``pytest_taskqueue._backends.MotoServer``) on a free port."""
+    backend = MotoServer(log_dir=log_dir).start()
+    return backend, backend.endpoint
 
 
-def elasticmq_classpath() -> str:
-    """ElasticMQ's classpath from the toolkit cache (Maven resolves it on first use)."""
-    from pytest_taskqueue._backends import ensure_elasticmq
-
-    return ensure_elasticmq().read_text().strip()
-
-
-def start_elasticmq(log_dir: Path) -> tuple[Process, str]:
-    """ElasticMQ on a free port; returns the process and its endpoint URL."""
-    port = free_port()
-    conf = log_dir / "elasticmq.conf"
-    conf.write_text(
-        'include classpath("application.conf")\n'
-        f'node-address {{ protocol = http, host = 127.0.0.1, port = {port}, context-path = "" }}\n'
-        f'rest-sqs {{ enabled = true, bind-port = {port}, bind-hostname = "127.0.0.1",\n'
-        "  sqs-limits = strict }\n"
-        "rest-stats { enabled = false }\n"
-    )
-    classpath = elasticmq_classpath()
-    process = Process(
-        "elasticmq",
-        ["java", f"-Dconfig.file={conf}", "-cp", classpath, "org.elasticmq.server.Main"],
-        log_dir,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_http(process, url + "/?Action=ListQueues", 90)
-    except BaseException:
-        process.kill()
-        raise
-    return process, url
+def start_elasticmq(log_dir: Path) -> tuple[LocalBackend, str]:
+    """The harness's ElasticMQ (``pytest_taskqueue._backends.ElasticMQ``) on a free port."""
+    backend = ElasticMQ(log_dir=log_dir).start()
+    return backend, backend.endpoint
 
 
 class ReferenceProcess(Process):

@@ -21,8 +21,8 @@ from taskqueue_proto import SERVICE_NAME, taskqueue_pb2_grpc
 
 from ._client import Stub
 from ._procs import (
-    Process,
     ReferenceProcess,
+    Stoppable,
     start_elasticmq,
     start_moto,
     start_reference,
@@ -44,7 +44,7 @@ class Endpoints:
 def backends(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoints]:
     """moto (serialised) and ElasticMQ for the whole session."""
     log_dir = tmp_path_factory.mktemp("backends")
-    started: list[Process] = []
+    started: list[Stoppable] = []
     try:
         moto, dynamodb = start_moto(log_dir)
         started.append(moto)

@@ -119,7 +119,7 @@ async def test_unavailable_when_dynamodb_is_down(
     """Stop the DynamoDB stand-in under a running server: calls answer UNAVAILABLE, not INTERNAL."""
     from ._procs import start_moto
 
-    moto, dynamodb = start_moto(tmp_path_factory.mktemp("private-moto"), "private-moto")
+    moto, dynamodb = start_moto(tmp_path_factory.mktemp("private-moto"))
     try:
         server = await stack.start("serve", dynamodb=dynamodb)
         async with grpc.aio.insecure_channel(server.target) as channel:
