@@ -11,15 +11,13 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
-import queue
 import socket
-import subprocess
 import sys
-import threading
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
+
+from tests.servers import running_command
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -29,8 +27,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 _SERVER = pathlib.Path(__file__).with_name("fake_server.py")
-_ROOT = pathlib.Path(__file__).resolve().parents[2]
-_READY = "listening on "
 _START_TIMEOUT_S = 30.0
 
 INNER_INI = """
@@ -49,66 +45,15 @@ def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.
     return pytester
 
 
-def _start(command: list[str]) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        command,
-        cwd=_ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines: queue.Queue[str | None] = queue.Queue()
-    seen: list[str] = []
-
-    def drain() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.put(line)
-        lines.put(None)
-
-    threading.Thread(target=drain, daemon=True).start()
-    deadline = time.monotonic() + _START_TIMEOUT_S
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            line = lines.get(timeout=remaining)
-        except queue.Empty:
-            break
-        if line is None:
-            break
-        seen.append(line.rstrip())
-        if line.startswith(_READY):
-            return process, line[len(_READY) :].strip()
-    _stop(process)
-    raise RuntimeError(f"{command} did not start (exit {process.poll()}); output: {seen}")
-
-
-def _stop(process: subprocess.Popen[str]) -> None:
-    if process.stdin is not None:
-        with contextlib.suppress(OSError):
-            process.stdin.close()  # the server exits on stdin EOF
-    try:
-        process.wait(10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @contextlib.contextmanager
 def _servers(command: Callable[[tuple[str, ...]], list[str]]) -> Iterator[Callable[..., str]]:
     """A starter of servers built by ``command(args)``; every server started is stopped on exit."""
-    started: list[subprocess.Popen[str]] = []
+    with contextlib.ExitStack() as started:
 
-    def start(*args: str) -> str:
-        process, address = _start(command(args))
-        started.append(process)
-        return address
+        def start(*args: str) -> str:
+            return started.enter_context(running_command(command(args), timeout=_START_TIMEOUT_S))
 
-    try:
         yield start
-    finally:
-        for process in started:
-            _stop(process)
 
 
 @pytest.fixture

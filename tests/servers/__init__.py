@@ -4,7 +4,7 @@
 its ``host:port``; ``BREAKS`` names every break with the rule it violates.
 """
 
-from ._launch import ServerStartError, running_server
+from ._launch import ServerStartError, running_command, running_server
 from .inmemory import BREAKS
 
-__all__ = ["BREAKS", "ServerStartError", "running_server"]
+__all__ = ["BREAKS", "ServerStartError", "running_command", "running_server"]

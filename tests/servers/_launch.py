@@ -64,6 +64,13 @@ def running_server(*breaks: str, timeout: float = 30.0, extra_args: tuple[str, .
         *(f"--break={name}" for name in breaks),
         *extra_args,
     ]
+    with running_command(command, timeout=timeout) as address:
+        yield address
+
+
+@contextlib.contextmanager
+def running_command(command: list[str], *, timeout: float = 30.0) -> Iterator[str]:
+    """Run any server that prints ``listening on HOST:PORT`` (from the repository root); yield the address."""
     process = subprocess.Popen(
         command,
         cwd=ROOT,
@@ -78,7 +85,7 @@ def running_server(*breaks: str, timeout: float = 30.0, extra_args: tuple[str, .
         address = output.wait_for_address(time.monotonic() + timeout)
         if address is None:
             raise ServerStartError(
-                f"in-memory server did not print {_READY_PREFIX!r} within {timeout:.0f}s "
+                f"server did not print {_READY_PREFIX!r} within {timeout:.0f}s "
                 f"(exit code {process.poll()}); command: {' '.join(command)}; output:\n"
                 + "\n".join(output.tail)
             )
