@@ -174,9 +174,6 @@ class CommandStack(ReferenceStack):
     def _api_processes(self) -> tuple[ManagedProcess | None, ManagedProcess | None]:
         return None, None
 
-    def _create_table(self) -> None:
-        """Nothing: the implementation creates its table (spec 10.1), with its own schema."""
-
     def _create_queues(self) -> None:
         """Nothing: the implementation creates its queues (spec 10.1)."""
 

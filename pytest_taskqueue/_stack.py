@@ -7,8 +7,9 @@
   ``worker_sqs`` as soon as Toxiproxy answers, so every link of the stack can be faulted;
 - ``python -m reference_server serve`` and ``... worker`` at the same time as the backends (they
   retry their backends until ``--startup-timeout``), pointed at the proxies;
-- the table and both queues, created by the harness once the backends answer (the server is given
-  ``--create-resources`` too, so it also works alone).
+- both queues, created by the harness once ElasticMQ answers (it needs their URLs for the DLQ
+  scenarios); the table is the server's own (``--create-resources``): its key schema is the
+  reference's business, not the harness's.
 
 With ``StackConfig(backend="docker")`` the three backends are containers instead
 (``pytest_taskqueue._docker.DockerBackends``, docs/docker.md), started before the server and the
@@ -428,7 +429,6 @@ class ReferenceStack:
         self._server, self._worker = self._api_processes()
         steps: dict[str, Callable[[], None]] = {
             "elasticmq": self._create_queues,
-            "moto": self._create_table,
             "toxiproxy": self._create_proxies,
         }
         for name, process in (("server", self._server), ("worker", self._worker)):
@@ -572,25 +572,6 @@ class ReferenceStack:
     def _start_moto(self) -> None:
         assert self._moto is not None
         self._moto.wait_ready()
-        self._create_table()
-
-    def _create_table(self) -> None:
-        db = self._boto_client("dynamodb", self.dynamodb_endpoint)
-        try:
-            db.create_table(
-                TableName=self.table,
-                KeySchema=[
-                    {"AttributeName": "pk", "KeyType": "HASH"},
-                    {"AttributeName": "sk", "KeyType": "RANGE"},
-                ],
-                AttributeDefinitions=[
-                    {"AttributeName": "pk", "AttributeType": "S"},
-                    {"AttributeName": "sk", "AttributeType": "S"},
-                ],
-                BillingMode="PAY_PER_REQUEST",
-            )
-        except db.exceptions.ResourceInUseException:
-            pass  # the reference server created it first
 
     def _start_toxiproxy(self) -> None:
         assert self._toxiproxy is not None
