@@ -14,12 +14,9 @@ The same WSGI application as ``moto.server`` is built (``DomainDispatcherApplica
 ``create_backend_app``) and served by werkzeug's threaded server. The DynamoDB backend app is
 built before the port opens, so "HTTP answers" means the first real request is fast too.
 
-One speed-up, safe only because requests are serialised: moto answers a ``Query`` on a table's key
-by sorting *every* item of the table and then keeping one partition, so each query costs time in
-proportion to the whole table (about 45 ms at 8,000 items here), and a test session's table keeps
-growing. ``install_partition_queries`` makes such queries look at the one partition instead (same
-results, same order); it leaves index queries alone and steps aside if moto's ``Table.query``
-signature is not the one it knows.
+Two speed-ups, safe only because requests are serialised, live in ``_moto_patches`` and are installed
+by ``build_app``: transactions back up only the items they touch, and key queries read one partition
+instead of sorting the whole table.
 """
 
 from __future__ import annotations
@@ -33,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
 from typing import Any, cast
 
-__all__ = ["SerialisedApp", "build_app", "install_partition_queries", "main"]
+__all__ = ["SerialisedApp", "build_app", "main"]
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -57,65 +54,13 @@ class SerialisedApp:
                     close()
 
 
-_KNOWN_QUERY_PARAMETERS = [
-    "self",
-    "hash_key",
-    "range_comparison",
-    "range_objs",
-    "limit",
-    "exclusive_start_key",
-    "scan_index_forward",
-    "projection_expressions",
-    "index_name",
-]
-
-
-def install_partition_queries() -> bool:
-    """Make moto's base-table ``Query`` read one partition, not the whole table; True if installed.
-
-    Works by shadowing ``Table.all_items`` on the table object for the duration of the call, which
-    is only safe while no other request runs (``SerialisedApp``).
-    """
-    import inspect
-
-    from moto.dynamodb.models.table import Table
-
-    original = Table.query
-    if getattr(original, "_taskqueue_partition_query", False):
-        return True
-    if (
-        list(inspect.signature(original).parameters)[: len(_KNOWN_QUERY_PARAMETERS)]
-        != _KNOWN_QUERY_PARAMETERS
-    ):
-        return False
-    index_position = _KNOWN_QUERY_PARAMETERS.index("index_name") - 2  # in *args, after self and hash_key
-
-    def query(self: Any, hash_key: Any, *args: Any, **kwargs: Any) -> Any:
-        index_name = args[index_position] if len(args) > index_position else kwargs.get("index_name")
-        if index_name or hash_key is None:
-            return original(self, hash_key, *args, **kwargs)
-        partition = self.items.get(hash_key)  # .get: the table's defaultdict must not grow
-        if partition is None:
-            items: list[Any] = []
-        elif self.range_key_attr:
-            items = list(partition.values())
-        else:
-            items = [partition]
-        self.all_items = lambda: items
-        try:
-            return original(self, hash_key, *args, **kwargs)
-        finally:
-            del self.all_items
-
-    query._taskqueue_partition_query = True  # type: ignore[attr-defined]
-    setattr(Table, "query", query)  # noqa: B010 (a method replaced on purpose)
-    return True
-
-
 def build_app(preload: Sequence[str] = ("dynamodb",)) -> SerialisedApp:
     """moto's dispatcher application wrapped in ``SerialisedApp``, with ``preload`` backends built."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    from pytest_taskqueue._moto_patches import install_partition_queries, patch_transactions
+
+    patch_transactions()
     install_partition_queries()
     dispatcher = DomainDispatcherApplication(create_backend_app)
     for service in preload:
@@ -142,9 +87,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
-    from pytest_taskqueue._moto_patches import patch_transactions
-
-    patch_transactions()
     app = build_app()
 
     import logging
