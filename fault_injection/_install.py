@@ -5,6 +5,11 @@ first run builds it from the Go module proxy; later runs reuse the cached binary
 pytest-xdist workers may ask for it at the same moment, so the build runs under an exclusive
 ``fcntl`` lock held in the cache folder, and the binary only appears (by an atomic rename) once
 it is complete.
+
+``go install`` alone would leave Toxiproxy's version variable at its source default, ``git``; the
+build sets it (``-ldflags -X``) to the release, so ``GET /version`` answers ``2.12.0`` as the
+released binaries and images do. A stamp beside the binary records how it was built: a binary
+built otherwise (by an older toolkit) is rebuilt once.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import fcntl
 import os
 import pathlib
+import shlex
 import shutil
 import subprocess
 import sys
@@ -23,7 +29,13 @@ TOXIPROXY_VERSION = "v2.12.0"
 """The Toxiproxy release the toolkit builds and is tested against."""
 
 _MODULE = "github.com/Shopify/toxiproxy/v2/cmd/server"
+_VERSION_VARIABLE = "github.com/Shopify/toxiproxy/v2.Version"
+"""Toxiproxy's version variable (its version.go; the release builds set it the same way)."""
+_LDFLAGS = f"-X {_VERSION_VARIABLE}={TOXIPROXY_VERSION.removeprefix('v')}"
 _BINARY_NAME = "toxiproxy-server"
+_STAMP_NAME = "toxiproxy-server.build"
+_STAMP = f"{_MODULE}@{TOXIPROXY_VERSION} -ldflags={_LDFLAGS}\n"
+"""What the stamp file holds for a binary built the current way."""
 _BUILD_TIMEOUT_S = 1800.0
 _LOG_TAIL_CHARS = 2000
 
@@ -36,8 +48,9 @@ def ensure_toxiproxy(cache_dir: pathlib.Path) -> pathlib.Path:
     """Return the path of a Toxiproxy server binary, building it on first use.
 
     The binary lives at ``<cache_dir>/toxiproxy-v2.12.0/toxiproxy-server``. If it is missing it
-    is built with ``go install`` (one progress line on stderr); a concurrent caller waits on the
-    lock and then finds the finished binary.
+    is built with ``go install`` (one progress line on stderr), as is a binary whose stamp says
+    it was built another way; a concurrent caller waits on the lock and then finds the finished
+    binary.
 
     Raises:
         ToxiproxyInstallError: ``go`` is not on PATH, or the build failed (the message carries
@@ -45,7 +58,8 @@ def ensure_toxiproxy(cache_dir: pathlib.Path) -> pathlib.Path:
     """
     target_dir = cache_dir / f"toxiproxy-{TOXIPROXY_VERSION}"
     binary = target_dir / _BINARY_NAME
-    if _is_executable(binary):
+    stamp = target_dir / _STAMP_NAME
+    if _is_current(binary, stamp):
         return binary
 
     target_dir.mkdir(parents=True, exist_ok=True)
@@ -54,9 +68,12 @@ def ensure_toxiproxy(cache_dir: pathlib.Path) -> pathlib.Path:
         fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX)
         try:
             # Another process may have finished the build while this one waited for the lock.
-            if _is_executable(binary):
+            if _is_current(binary, stamp):
                 return binary
             _build(target_dir, binary)
+            partial = target_dir / f"{_STAMP_NAME}.{os.getpid()}.tmp"
+            partial.write_text(_STAMP)
+            os.replace(partial, stamp)
         finally:
             fcntl.flock(lock_file.fileno(), fcntl.LOCK_UN)
     return binary
@@ -64,6 +81,14 @@ def ensure_toxiproxy(cache_dir: pathlib.Path) -> pathlib.Path:
 
 def _is_executable(path: pathlib.Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
+
+
+def _is_current(binary: pathlib.Path, stamp: pathlib.Path) -> bool:
+    """The binary exists and its stamp says it was built as this version of the toolkit builds it."""
+    try:
+        return _is_executable(binary) and stamp.read_text() == _STAMP
+    except OSError:
+        return False
 
 
 def _build(target_dir: pathlib.Path, binary: pathlib.Path) -> None:
@@ -80,7 +105,7 @@ def _build(target_dir: pathlib.Path, binary: pathlib.Path) -> None:
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix=".build-", dir=target_dir) as scratch:
-        command = [go, "install", f"{_MODULE}@{TOXIPROXY_VERSION}"]
+        command = [go, "install", f"-ldflags={_LDFLAGS}", f"{_MODULE}@{TOXIPROXY_VERSION}"]
         env = dict(os.environ, GOBIN=scratch, CGO_ENABLED="0")
         try:
             done = subprocess.run(
@@ -94,13 +119,13 @@ def _build(target_dir: pathlib.Path, binary: pathlib.Path) -> None:
             )
         except subprocess.TimeoutExpired as exc:
             raise ToxiproxyInstallError(
-                f"`GOBIN={scratch} {' '.join(command)}` did not finish within {_BUILD_TIMEOUT_S:.0f} s"
+                f"`GOBIN={scratch} {shlex.join(command)}` did not finish within {_BUILD_TIMEOUT_S:.0f} s"
             ) from exc
         output = done.stdout.decode("utf-8", "replace")[-_LOG_TAIL_CHARS:]
         built = pathlib.Path(scratch) / "server"
         if done.returncode != 0 or not _is_executable(built):
             raise ToxiproxyInstallError(
-                f"`GOBIN={scratch} {' '.join(command)}` failed (exit {done.returncode}); "
+                f"`GOBIN={scratch} {shlex.join(command)}` failed (exit {done.returncode}); "
                 f"output tail:\n{output}"
             )
         os.replace(built, binary)

@@ -50,6 +50,22 @@ def test_builds_once_and_reuses_the_binary(
     assert err.count("building Toxiproxy v2.12.0 with go install (first run only)...") == 1
 
 
+def test_a_binary_built_without_the_version_is_rebuilt_once(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = _install_fake_go(tmp_path, monkeypatch, _BUILD_OK)
+    cache = tmp_path / "cache"
+    old = cache / f"toxiproxy-{TOXIPROXY_VERSION}" / "toxiproxy-server"
+    old.parent.mkdir(parents=True)
+    old.write_text("#!/bin/sh\necho old\n")  # an older toolkit's build: no stamp
+    old.chmod(0o755)
+
+    assert ensure_toxiproxy(cache) == old
+    assert ensure_toxiproxy(cache) == old
+    assert calls.read_text().count("call") == 1
+    assert "fake" in old.read_text()
+
+
 def test_concurrent_callers_build_once(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _install_fake_go(tmp_path, monkeypatch, _BUILD_OK)
     cache = tmp_path / "cache"
@@ -95,5 +111,6 @@ def test_failed_build_reports_command_and_output(
     with pytest.raises(ToxiproxyInstallError, match="module lookup disabled") as info:
         ensure_toxiproxy(cache)
 
-    assert "go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0" in str(info.value)
+    assert "go install '-ldflags=-X github.com/Shopify/toxiproxy/v2.Version=2.12.0' " in str(info.value)
+    assert "github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0" in str(info.value)
     assert not (cache / f"toxiproxy-{TOXIPROXY_VERSION}" / "toxiproxy-server").exists()
