@@ -18,7 +18,6 @@ import asyncio
 import collections
 import contextlib
 import json
-import os
 import pathlib
 import sys
 import tempfile
@@ -28,9 +27,10 @@ import uuid
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from fault_injection import ensure_toxiproxy, running_toxiproxy  # noqa: E402
+from fault_injection import Toxiproxy  # noqa: E402
 from fault_injection.chaos import ChaosConfig, run_chaos  # noqa: E402
 from fault_injection.history import check  # noqa: E402
+from pytest_taskqueue._backends import ToxiproxyServer  # noqa: E402
 from tests.reference._procs import (  # noqa: E402
     Stoppable,
     start_elasticmq,
@@ -40,11 +40,6 @@ from tests.reference._procs import (  # noqa: E402
 
 _LINKS = ("api", "server_dynamodb", "server_sqs", "worker_dynamodb", "worker_sqs")
 _TIMINGS = ["--visibility-timeout", "2", "--retry-backoff-ms", "50", "--retry-backoff-max-ms", "200"]
-
-
-def _cache_dir() -> pathlib.Path:
-    configured = os.environ.get("TASKQUEUE_CACHE_DIR")
-    return pathlib.Path(configured) if configured else pathlib.Path.home() / ".cache" / "pytest-taskqueue"
 
 
 def main() -> int:
@@ -60,7 +55,6 @@ def main() -> int:
     args = parser.parse_args()
 
     log_dir = pathlib.Path(tempfile.mkdtemp(prefix="chaos-ref-"))
-    binary = ensure_toxiproxy(_cache_dir())
     started: list[Stoppable] = []
     with contextlib.ExitStack() as cleanup:
 
@@ -73,7 +67,10 @@ def main() -> int:
         started.append(moto)
         elasticmq, sqs = start_elasticmq(log_dir)
         started.append(elasticmq)
-        toxiproxy = cleanup.enter_context(running_toxiproxy(binary, log_path=log_dir / "toxiproxy.log"))
+        toxiproxy_server = cleanup.enter_context(
+            ToxiproxyServer(log_dir=log_dir, progress=None, log_level="warn")
+        )
+        toxiproxy = Toxiproxy(toxiproxy_server.endpoint)
         upstream = {"dynamodb": dynamodb.removeprefix("http://"), "sqs": sqs.removeprefix("http://")}
         proxies = {}
         for side in ("server", "worker"):

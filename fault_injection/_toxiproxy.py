@@ -12,13 +12,14 @@ records what the library did against the real server.
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from fault_injection._backoff import Backoff
 
 __all__ = ["Proxy", "Stream", "Toxic", "Toxiproxy", "ToxiproxyError"]
 
@@ -117,16 +118,13 @@ class Toxiproxy:
 
         Raises ToxiproxyError carrying the last failure when the deadline passes.
         """
-        deadline = time.monotonic() + timeout_s
-        pause = 0.01
+        backoff = Backoff(timeout_s, first=0.01, cap=0.2)
         while True:
             try:
                 return self.version()
             except ToxiproxyError:
-                if time.monotonic() + pause > deadline:
+                if not backoff.sleep():
                     raise
-            time.sleep(pause)
-            pause = min(pause * 2, 0.2)
 
     def create_proxy(self, name: str, listen: str, upstream: str, enabled: bool = True) -> Proxy:
         """Create a proxy listening on ``listen`` (``"127.0.0.1:0"`` picks a port) to ``upstream``.

@@ -30,6 +30,7 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fault_injection import faults
+from fault_injection._backoff import Backoff
 from fault_injection._history import INDETERMINATE_CODES, History, Recorder
 from fault_injection._toxiproxy import Proxy, Toxiproxy, ToxiproxyError
 from fault_injection.faults import ActiveFault
@@ -244,10 +245,8 @@ class _Client:
     async def submit_resolving(self, request: taskqueue_pb2.SubmitTaskRequest, deadline: float) -> None:
         """Submit; while the outcome is unknown, resubmit the same key and request until ``deadline``."""
         outcome, first = await self.submit(request)
-        pause = 0.05
-        while outcome == "unknown" and time.monotonic() < deadline:
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 1.0)
+        backoff = Backoff(deadline - time.monotonic(), cap=1.0)
+        while outcome == "unknown" and await backoff.wait():
             outcome, _ = await self.submit(request, resolves=self._first_op(first, request))
 
     def _first_op(self, hint: int, request: taskqueue_pb2.SubmitTaskRequest) -> int:
@@ -281,15 +280,13 @@ class _Client:
     async def health(self, kind: str, timeout_s: float, detail: str) -> bool:
         """Probe health until SERVING or ``timeout_s``; record one ``kind`` op with the result."""
         op = self.recorder.invoke(kind)
-        deadline = time.monotonic() + timeout_s
+        backoff = Backoff(timeout_s)
         last = "no answer"
-        pause = 0.05
         while True:
-            remaining = deadline - time.monotonic()
             try:
                 answer = await self.health_stub.Check(
                     health_pb2.HealthCheckRequest(service=SERVICE_NAME),
-                    timeout=max(0.05, min(self.config.rpc_timeout_s, remaining)),
+                    timeout=max(0.05, min(self.config.rpc_timeout_s, backoff.remaining())),
                 )
                 last = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
                 if answer.status == health_pb2.HealthCheckResponse.SERVING:
@@ -297,11 +294,9 @@ class _Client:
                     return True
             except grpc.aio.AioRpcError as exc:
                 last = exc.code().name
-            if time.monotonic() + pause >= deadline:
+            if not await backoff.wait():
                 self.recorder.fail(op, last, f"{detail}: not SERVING within {timeout_s:.0f}s")
                 return False
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 0.5)
 
 
 def _new_request(rng: random.Random, key: str) -> taskqueue_pb2.SubmitTaskRequest:
@@ -417,21 +412,19 @@ def _heal(proxies: Mapping[str, Proxy]) -> None:
 
 async def _retrying(call: Callable[[], Awaitable[_T]], deadline: float) -> _T:
     """Retry a read on indeterminate errors until ``deadline``; other errors propagate."""
-    pause = 0.05
+    backoff = Backoff(deadline - time.monotonic(), cap=1.0)
     while True:
         try:
             return await call()
         except grpc.aio.AioRpcError as exc:
-            if exc.code().name not in INDETERMINATE_CODES or time.monotonic() + pause >= deadline:
+            if exc.code().name not in INDETERMINATE_CODES or not await backoff.wait():
                 raise
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 1.0)
 
 
 async def _wait_terminal(client: _Client, task_id: str, deadline: float) -> bool:
     """Wait for one task to be terminal: WatchTask first, GetTask polling as the fallback."""
-    pause = 0.05
-    while time.monotonic() < deadline:
+    backoff = Backoff(deadline - time.monotonic(), cap=1.0)
+    while not backoff.expired:
         try:
             call = client.stub.WatchTask(
                 taskqueue_pb2.WatchTaskRequest(task_id=task_id), timeout=max(0.1, deadline - time.monotonic())
@@ -452,8 +445,7 @@ async def _wait_terminal(client: _Client, task_id: str, deadline: float) -> bool
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return False
-        await asyncio.sleep(pause)
-        pause = min(pause * 2, 1.0)
+        await backoff.wait()
     return False
 
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import IO, Self, TypedDict, Unpack
 
 from pytest_taskqueue._cache import cache_dir, cache_lock
 from pytest_taskqueue._procs import (
@@ -39,6 +39,7 @@ from pytest_taskqueue._procs import (
 __all__ = [
     "ELASTICMQ_ARTIFACT",
     "ELASTICMQ_VERSION",
+    "BackendOptions",
     "ElasticMQ",
     "LocalBackend",
     "MotoServer",
@@ -82,6 +83,16 @@ def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------ base class
+
+
+class BackendOptions(TypedDict, total=False):
+    """``LocalBackend``'s arguments, which every backend takes too."""
+
+    port: int
+    host: str
+    log_dir: Path | None
+    start_timeout: float
+    progress: IO[str] | None
 
 
 class LocalBackend:
@@ -144,13 +155,17 @@ class LocalBackend:
         """How readiness is probed."""
         raise NotImplementedError
 
+    def environment(self) -> dict[str, str]:
+        """The process's environment (default: this process's, see ``child_environment``)."""
+        return child_environment()
+
     def _make_process(self) -> ManagedProcess:
         return ManagedProcess(
             self.name,
             self.command(),
             log_path=self.log_path,
             wait=self.wait_strategy(),
-            env=child_environment(),
+            env=self.environment(),
             start_timeout=self.start_timeout,
         )
 
@@ -330,19 +345,9 @@ class ElasticMQ(LocalBackend):
     log_name = "elasticmq.log"
 
     def __init__(
-        self,
-        *,
-        port: int = 0,
-        host: str = "127.0.0.1",
-        log_dir: Path | None = None,
-        start_timeout: float = 60.0,
-        progress: IO[str] | None = sys.stderr,
-        cache: Path | None = None,
-        cds: bool = True,
+        self, *, cache: Path | None = None, cds: bool = True, **options: Unpack[BackendOptions]
     ) -> None:
-        super().__init__(
-            port=port, host=host, log_dir=log_dir, start_timeout=start_timeout, progress=progress
-        )
+        super().__init__(**options)
         self.cache = cache
         self.cds = cds and os.environ.get("TASKQUEUE_ELASTICMQ_CDS", "1") != "0"
         self._java = ""
@@ -514,25 +519,24 @@ def ensure_toxiproxy_binary(cache: Path | None = None) -> Path:
 
 
 class ToxiproxyServer(LocalBackend):
-    """Shopify's Toxiproxy server (its HTTP API at ``endpoint``)."""
+    """Shopify's Toxiproxy server (its HTTP API at ``endpoint``).
+
+    Args:
+        cache: the toolkit cache holding the binary (default: ``cache_dir()``).
+        log_level: Toxiproxy's ``LOG_LEVEL`` (``warn`` keeps it from logging every request);
+            None: its default.
+    """
 
     name = "Toxiproxy"
     log_name = "toxiproxy.log"
 
     def __init__(
-        self,
-        *,
-        port: int = 0,
-        host: str = "127.0.0.1",
-        log_dir: Path | None = None,
-        start_timeout: float = 30.0,
-        progress: IO[str] | None = sys.stderr,
-        cache: Path | None = None,
+        self, *, cache: Path | None = None, log_level: str | None = None, **options: Unpack[BackendOptions]
     ) -> None:
-        super().__init__(
-            port=port, host=host, log_dir=log_dir, start_timeout=start_timeout, progress=progress
-        )
+        options.setdefault("start_timeout", 30.0)
+        super().__init__(**options)
         self.cache = cache
+        self.log_level = log_level
         self._binary: Path | None = None
 
     def prepare(self) -> None:
@@ -540,6 +544,9 @@ class ToxiproxyServer(LocalBackend):
 
     def command(self) -> list[str]:
         return [str(self._binary), "-host", self.host, "-port", str(self.port)]
+
+    def environment(self) -> dict[str, str]:
+        return child_environment({"LOG_LEVEL": self.log_level} if self.log_level else None)
 
     def wait_strategy(self) -> WaitStrategy:
         return HttpWait(f"{self.endpoint}/version", accept=lambda status: status == 200)

@@ -401,15 +401,16 @@ def _bring_up(args: argparse.Namespace, commands: Any, log_dir: Path) -> Iterato
 @contextlib.contextmanager
 def _proxied_target(target: str, log_dir: Path) -> Iterator[_Setup]:
     """A Toxiproxy of its own with one proxy ``api`` in front of an external target."""
-    from fault_injection import ToxiproxyError, ensure_toxiproxy, running_toxiproxy
-    from pytest_taskqueue._cache import cache_dir
+    from fault_injection import Toxiproxy, ToxiproxyError
+    from pytest_taskqueue._backends import ToxiproxyServer
 
     with contextlib.ExitStack() as running:
         try:
-            binary = ensure_toxiproxy(cache_dir())
-            toxiproxy = running.enter_context(running_toxiproxy(binary, log_path=log_dir / "toxiproxy.log"))
+            server = ToxiproxyServer(log_dir=log_dir, progress=None, log_level="warn")
+            running.enter_context(server)
         except (OSError, RuntimeError) as error:  # install, start: one line, the log is in log_dir
             raise _InfraError(f"Toxiproxy could not be started: {_first_line(error)}") from error
+        toxiproxy = Toxiproxy(server.endpoint)
         try:
             api = toxiproxy.create_proxy("api", "127.0.0.1:0", target)
         except ToxiproxyError as error:

@@ -8,7 +8,6 @@ it too.
 
 from __future__ import annotations
 
-import asyncio
 import pathlib
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Final, TypeVar
@@ -17,6 +16,7 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fault_injection import Backoff
 from taskqueue_proto import taskqueue_pb2 as pb
 from taskqueue_proto import taskqueue_pb2_grpc as pb_grpc
 
@@ -175,15 +175,13 @@ class TaskQueueClient:
         Raises:
             ReadinessError: with the last thing seen (a status, or the RPC error's code and details).
         """
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + deadline_s
-        backoff = 0.05
+        backoff = Backoff(deadline_s)
         last = "no answer yet"
         while True:
-            remaining = deadline - loop.time()
+            remaining = backoff.remaining()
             if remaining <= 0:
                 raise ReadinessError(f"no healthy answer within {deadline_s:g} s (last: {last})")
-            probe_timeout = min(remaining, max(1.0, backoff * 4))
+            probe_timeout = min(remaining, max(1.0, backoff.scheduled * 4))
             try:
                 status = await self.health("", timeout=probe_timeout)
             except grpc.aio.AioRpcError as error:
@@ -202,8 +200,7 @@ class TaskQueueClient:
                         raise ReadinessError(f"GetServerInfo failed: {describe_rpc_error(error)}") from error
             elif status is not None:
                 last = f"health status {health_pb2.HealthCheckResponse.ServingStatus.Name(status)}"
-            await asyncio.sleep(min(backoff, max(deadline - loop.time(), 0)))
-            backoff = min(backoff * 2, 0.5)
+            await backoff.wait()
 
     async def close(self) -> None:
         """Close the channel (pending calls are cancelled)."""

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any, cast
 
+from pytest_taskqueue._procs import read_process
+
 __all__ = [
     "DEFAULT_DYNAMODB_IMAGE",
     "DEFAULT_ELASTICMQ_IMAGE",
@@ -261,13 +263,8 @@ def _process_start(pid: int) -> str:
 
     With the pid it identifies the process: a pid reused by a later process has another start.
     """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            # The command name (field 2) may hold spaces or parentheses: count from its end.
-            fields = stat.read().rsplit(b")", 1)[1].split()
-        return fields[19].decode()
-    except (OSError, IndexError):
-        return ""
+    record = read_process(pid)
+    return str(record.start_ticks) if record is not None else ""
 
 
 _OWNER_START = _process_start(os.getpid())

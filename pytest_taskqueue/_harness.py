@@ -19,6 +19,7 @@ import grpc
 import grpc.aio
 import pytest
 
+from fault_injection import Backoff
 from pytest_taskqueue._client import TERMINAL_STATUSES, TaskQueueClient, describe_rpc_error
 from taskqueue_proto import taskqueue_pb2 as pb
 
@@ -294,7 +295,8 @@ class TestHarness:
         self, task_id: str, observe: Callable[[pb.Task], pb.Task | None], notes: list[str]
     ) -> pb.Task | None:
         """Poll GetTask with a growing backoff; return a match, or None once the task is terminal."""
-        backoff = _POLL_BACKOFF_START_S
+        # No deadline of its own: the caller's asyncio.timeout_at bounds the polling.
+        backoff = Backoff(first=_POLL_BACKOFF_START_S, cap=_POLL_BACKOFF_MAX_S)
         while True:
             try:
                 task = await self.api.get(task_id)
@@ -307,8 +309,7 @@ class TestHarness:
                     return task
                 if task.status in TERMINAL_STATUSES:
                     return None
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _POLL_BACKOFF_MAX_S)
+            await backoff.wait()
 
     async def _wait_failure(
         self,

@@ -27,14 +27,15 @@ import signal
 import socket
 import subprocess
 import threading
-import time
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, NoReturn, Self
+
+from fault_injection import Backoff
 
 __all__ = [
     "AllOf",
@@ -48,14 +49,10 @@ __all__ = [
     "StartAborted",
     "TcpWait",
     "WaitStrategy",
-    "descendants",
     "display_command",
     "free_port",
     "free_ports",
-    "list_processes",
-    "poll_until",
     "read_process",
-    "still_running",
 ]
 
 _LOG_TAIL_LINES = 30
@@ -252,55 +249,6 @@ def read_process(pid: int) -> ProcessRecord | None:
         start_ticks=int(fields[19]),
         command=command or stat[stat.index("(") + 1 : stat.rindex(")")],
     )
-
-
-def list_processes() -> list[ProcessRecord]:
-    """Every process visible in ``/proc`` now."""
-    records = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            record = read_process(int(entry))
-            if record is not None:
-                records.append(record)
-    return records
-
-
-def descendants(pid: int) -> list[ProcessRecord]:
-    """The children of ``pid``, their children, and so on (by parent pid, now)."""
-    by_parent: dict[int, list[ProcessRecord]] = {}
-    for record in list_processes():
-        by_parent.setdefault(record.ppid, []).append(record)
-    found: list[ProcessRecord] = []
-    frontier = [pid]
-    while frontier:
-        children = by_parent.get(frontier.pop(), [])
-        found.extend(children)
-        frontier.extend(child.pid for child in children)
-    return found
-
-
-def still_running(record: ProcessRecord) -> bool:
-    """True if the very process of ``record`` (same pid and start time) exists and is not a zombie."""
-    now = read_process(record.pid)
-    return now is not None and now.start_ticks == record.start_ticks and now.state != "Z"
-
-
-# ---------------------------------------------------------------------------------------- waiting
-
-
-def poll_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Call ``predicate`` until it returns True, backing off from 5 ms to 100 ms between calls.
-
-    Raises TimeoutError("<what> not reached after N s") when ``timeout`` seconds pass first.
-    """
-    deadline = time.monotonic() + timeout
-    delay = _FIRST_DELAY_S
-    while not predicate():
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise TimeoutError(f"{what} not reached after {timeout:.1f} s")
-        time.sleep(min(delay, remaining))  # backoff between probes, not a wait for an outcome
-        delay = min(delay * 1.5, _MAX_DELAY_S)
 
 
 class WaitStrategy:
@@ -665,8 +613,7 @@ class ManagedProcess:
                 self._fail(f"exited with code {popen.returncode} at start")
             return
         limit = self.start_timeout if timeout is None else timeout
-        deadline = time.monotonic() + limit
-        delay = _FIRST_DELAY_S
+        backoff = Backoff(limit, first=_FIRST_DELAY_S, factor=1.5, cap=_MAX_DELAY_S)
         try:
             while True:
                 if popen.poll() is not None:
@@ -680,20 +627,19 @@ class ManagedProcess:
                     )
                 if strategy.probe(self):
                     return
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                pause = backoff.pause()
+                if pause is None:
                     self._fail(
                         f"not ready after {limit:.1f} s (waiting for {strategy.describe()}; "
                         f"last probe: {strategy.last_error})"
                     )
                 # Returns early if the process exits, so an early crash is reported at once.
                 with contextlib.suppress(subprocess.TimeoutExpired):
-                    popen.wait(min(delay, remaining))
-                delay = min(delay * 1.5, _MAX_DELAY_S)
+                    popen.wait(pause)
         finally:
             strategy.close()
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str) -> NoReturn:
         self.stop()
         raise BackendStartError(
             self.name,

@@ -10,9 +10,7 @@ task), which is why ``Submitted`` records the retries.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import random
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -21,6 +19,7 @@ import grpc.aio
 from google.protobuf import text_format
 from google.protobuf.message import Message
 
+from fault_injection import Backoff
 from scenarios._checks import require, violated
 from taskqueue_proto import taskqueue_pb2 as pb
 
@@ -65,9 +64,8 @@ async def retrying(harness: TestHarness, call: Callable[[], Awaitable[T]], what:
 
     Returns the result and the number of retries. Other errors propagate at once.
     """
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + harness.timeout
-    backoff = _FIRST_BACKOFF_S
+    # Full jitter: many clients refused at once (a burst) do not come back at once.
+    backoff = Backoff(harness.timeout, first=_FIRST_BACKOFF_S, cap=_MAX_BACKOFF_S, jitter=True)
     retries = 0
     while True:
         try:
@@ -75,15 +73,11 @@ async def retrying(harness: TestHarness, call: Callable[[], Awaitable[T]], what:
         except grpc.aio.AioRpcError as error:
             if error.code() not in RETRYABLE:
                 raise
-            if loop.time() + backoff >= deadline:
+            if not await backoff.wait():
                 raise RetriesExhausted(
                     f"{what} answered {error.code().name} for {harness.timeout:g}s "
                     f"({retries + 1} tries): {error.details()!r}"
                 ) from error
-        # Backoff between retries (not a synchronisation), with full jitter so that many clients
-        # refused at once (a burst) do not come back at once.
-        await asyncio.sleep(random.uniform(0, backoff))
-        backoff = min(backoff * 2, _MAX_BACKOFF_S)
         retries += 1
 
 

@@ -35,8 +35,8 @@ from pytest_taskqueue._procs import (
     MissingToolError,
     free_port,
     read_process,
-    still_running,
 )
+from tests.process_tools import still_running
 
 RACERS = 32
 

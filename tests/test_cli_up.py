@@ -19,10 +19,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from pytest_taskqueue._procs import ProcessRecord, descendants, poll_until, still_running
 from pytest_taskqueue.cli import main
 from taskqueue_proto import taskqueue_pb2 as pb
 from taskqueue_proto import taskqueue_pb2_grpc as pb_grpc
+from tests.process_tools import ProcessRecord, descendants, poll_until, still_running
 
 READY_TIMEOUT = 120.0
 EXIT_TIMEOUT = 30.0

@@ -19,13 +19,11 @@ from pytest_taskqueue._procs import (
     LogLineWait,
     ManagedProcess,
     TcpWait,
-    descendants,
     free_port,
     free_ports,
-    poll_until,
     read_process,
-    still_running,
 )
+from tests.process_tools import descendants, poll_until, still_running
 
 PY = sys.executable
 

@@ -14,16 +14,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pytest_taskqueue._procs import (
-    BackendStartError,
-    ProcessRecord,
-    descendants,
-    poll_until,
-    still_running,
-)
+from pytest_taskqueue._procs import BackendStartError, ProcessRecord
 from pytest_taskqueue._stack import PROXY_NAMES, ReferenceStack, StackConfig
 from taskqueue_proto import taskqueue_pb2 as pb
 from taskqueue_proto import taskqueue_pb2_grpc as pb_grpc
+from tests.process_tools import descendants, poll_until, still_running
 
 
 def health(target: str) -> int:

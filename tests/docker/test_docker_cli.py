@@ -15,7 +15,7 @@ import grpc
 from docker_testutil import Images, labelled
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pytest_taskqueue._procs import poll_until
+from tests.process_tools import poll_until
 
 _EXIT_TIMEOUT_S = 120.0
 

@@ -6,8 +6,6 @@ the server runs on a free 127.0.0.1 port for the session and is stopped on every
 
 from __future__ import annotations
 
-import os
-import pathlib
 import socket
 import socketserver
 import threading
@@ -16,29 +14,16 @@ from collections.abc import Iterator
 
 import pytest
 
-from fault_injection import Proxy, Toxiproxy, ensure_toxiproxy, running_toxiproxy
-
-
-def _cache_dir() -> pathlib.Path:
-    configured = os.environ.get("TASKQUEUE_CACHE_DIR")
-    if configured:
-        return pathlib.Path(configured)
-    return pathlib.Path.home() / ".cache" / "pytest-taskqueue"
+from fault_injection import Proxy, Toxiproxy
+from pytest_taskqueue._backends import ToxiproxyServer
 
 
 @pytest.fixture(scope="session")
-def toxiproxy_binary() -> pathlib.Path:
-    return ensure_toxiproxy(_cache_dir())
-
-
-@pytest.fixture(scope="session")
-def toxiproxy(
-    toxiproxy_binary: pathlib.Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Toxiproxy]:
-    """A running Toxiproxy server (one per session), as a client of its API."""
-    log_path = tmp_path_factory.mktemp("toxiproxy") / "toxiproxy.log"
-    with running_toxiproxy(toxiproxy_binary, log_path=log_path) as client:
-        yield client
+def toxiproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toxiproxy]:
+    """A running Toxiproxy server (one per session, supervised like the stack's), as a client of its API."""
+    log_dir = tmp_path_factory.mktemp("toxiproxy")
+    with ToxiproxyServer(log_dir=log_dir, progress=None, log_level="warn") as server:
+        yield Toxiproxy(server.endpoint)
 
 
 class _EchoHandler(socketserver.BaseRequestHandler):
