@@ -20,7 +20,17 @@ from fault_injection import Backoff
 from taskqueue_proto import taskqueue_pb2 as pb
 from taskqueue_proto import taskqueue_pb2_grpc as pb_grpc
 
-__all__ = ["TERMINAL_STATUSES", "ReadinessError", "TaskQueueClient", "describe_rpc_error"]
+__all__ = [
+    "MAX_PAYLOAD_LIMIT",
+    "TERMINAL_STATUSES",
+    "ReadinessError",
+    "TaskQueueClient",
+    "describe_rpc_error",
+]
+
+MAX_PAYLOAD_LIMIT: Final = 4 * 1024 * 1024
+"""The largest ``max_payload_bytes`` docs/spec.md 8.3 allows: the largest limit the toolkit tests."""
+_MESSAGE_SLACK: Final = 1024 * 1024
 
 TERMINAL_STATUSES: Final[frozenset[pb.TaskStatus.ValueType]] = frozenset(
     {pb.TaskStatus.TASK_STATUS_COMPLETED, pb.TaskStatus.TASK_STATUS_DEAD}
@@ -33,6 +43,10 @@ _CHANNEL_OPTIONS: Final[Sequence[tuple[str, Any]]] = (
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    # A payload of the largest testable limit plus one byte goes out; a Task with payload and an
+    # echo result of that limit comes back (spec 8.3).
+    ("grpc.max_send_message_length", MAX_PAYLOAD_LIMIT + _MESSAGE_SLACK),
+    ("grpc.max_receive_message_length", 2 * MAX_PAYLOAD_LIMIT + _MESSAGE_SLACK),
 )
 
 _Req = TypeVar("_Req")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 #: Largest ``ms`` a ``sleep`` task accepts (one day): keeps a worker slot from being held forever.
 MAX_SLEEP_MS = 86_400_000
+#: Largest integer a ``{"times": N}`` payload may carry (docs/spec.md 6.1: 2^53 - 1).
+MAX_JSON_INTEGER = 2**53 - 1
 
 
 class AttemptFailed(Exception):
@@ -88,12 +90,12 @@ async def _run_fail_always(payload: bytes, attempt: int) -> bytes:
 
 
 def _validate_fail_times(payload: bytes) -> None:
-    _json_object_with_int(payload, "fail_times", "times")
+    _json_object_with_int(payload, "fail_times", "times", MAX_JSON_INTEGER)
 
 
 async def _run_fail_times(payload: bytes, attempt: int) -> bytes:
     try:
-        times = _json_object_with_int(payload, "fail_times", "times")
+        times = _json_object_with_int(payload, "fail_times", "times", MAX_JSON_INTEGER)
     except InvalidPayload as exc:
         raise AttemptFailed(str(exc)) from None
     if attempt <= times:

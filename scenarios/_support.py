@@ -10,12 +10,16 @@ from typing import TYPE_CHECKING
 import grpc
 import grpc.aio
 
+from pytest_taskqueue import MAX_PAYLOAD_LIMIT, WaitTimeout
 from scenarios._calls import RETRYABLE, get_events, get_task, submit
 from scenarios._checks import TERMINAL, event_name, format_statuses, require, violated
 from taskqueue_proto import taskqueue_pb2 as pb
 
 if TYPE_CHECKING:
     from pytest_taskqueue import TestHarness
+
+LARGEST_PAYLOAD_LIMIT = MAX_PAYLOAD_LIMIT
+"""Spec 8.3: max_payload_bytes MUST NOT exceed 4 MiB, the largest limit the toolkit tests."""
 
 Code = tuple[int, int]
 """An event as (type, attempt), for exact history comparisons."""
@@ -133,9 +137,17 @@ async def watch_all(
                 await stream.aclose()
 
 
-async def finished(harness: TestHarness, task_id: str) -> tuple[pb.Task, list[pb.TaskEvent]]:
-    """Wait until the task is terminal, then read it and its history."""
-    await harness.wait_for_terminal(task_id)
+_REACHES_TERMINAL = "spec 7.3: a task answered with a task_id reaches a terminal status"
+
+
+async def finished(
+    harness: TestHarness, task_id: str, rule: str = _REACHES_TERMINAL
+) -> tuple[pb.Task, list[pb.TaskEvent]]:
+    """Wait until the task is terminal, then read it and its history; fails naming ``rule`` if it never is."""
+    try:
+        await harness.wait_for_terminal(task_id)
+    except WaitTimeout as error:
+        violated(rule, seen=str(error))
     return await get_task(harness, task_id), await get_events(harness, task_id)
 
 

@@ -12,6 +12,7 @@ from grpc_reflection.v1alpha import reflection_pb2
 from pytest_taskqueue import TestHarness
 from scenarios._calls import get_events, get_task, one_line, submit, submit_tracked
 from scenarios._checks import (
+    event_name,
     finished_task_violations,
     require,
     require_none,
@@ -19,7 +20,14 @@ from scenarios._checks import (
     timestamp_violations,
     violated,
 )
-from scenarios._support import SUBMITTED, completed, finished, processing, require_history
+from scenarios._support import (
+    LARGEST_PAYLOAD_LIMIT,
+    SUBMITTED,
+    completed,
+    finished,
+    processing,
+    require_history,
+)
 from taskqueue_proto import SERVICE_NAME
 from taskqueue_proto import taskqueue_pb2 as pb
 
@@ -46,16 +54,29 @@ async def test_submit_answers_created_pending_and_a_task_id(harness: TestHarness
 
 @pytest.mark.required
 async def test_submit_records_submitted_first(harness: TestHarness) -> None:
-    """spec 3.1, 4.3: the created task exists at once and its history starts with SUBMITTED (attempt 0)."""
+    """spec 3.1, 4.3: the created task exists at once and its history starts with SUBMITTED."""
     answer = await submit(harness, "noop")
     task = await get_task(harness, answer.task_id)
     events = await get_events(harness, answer.task_id)
     require(
-        task.task_id == answer.task_id and events and (events[0].type, events[0].attempt) == SUBMITTED,
+        task.task_id == answer.task_id and events and events[0].type == pb.TASK_EVENT_TYPE_SUBMITTED,
         "spec 3.1: the submit records the event SUBMITTED, first in the history",
         task=task,
         events=events,
     )
+
+
+@pytest.mark.optional
+async def test_submitted_and_dead_carry_attempt_0(harness: TestHarness) -> None:
+    """spec 4.2 (SHOULD): SUBMITTED and DEAD carry attempt 0."""
+    answer = await submit(harness, "fail_always", max_attempts=1)
+    task, events = await finished(harness, answer.task_id)
+    odd = [
+        f"#{event.sequence} {event_name(event.type)} carries attempt {event.attempt}"
+        for event in events
+        if event.type in (pb.TASK_EVENT_TYPE_SUBMITTED, pb.TASK_EVENT_TYPE_DEAD) and event.attempt != 0
+    ]
+    require_none(odd, "spec 4.2: SUBMITTED and DEAD SHOULD carry attempt 0", task=task, events=events)
 
 
 @pytest.mark.required
@@ -197,13 +218,16 @@ async def test_health_is_serving(harness: TestHarness, service: str) -> None:
 
 @pytest.mark.required
 async def test_server_info_describes_the_contract(harness: TestHarness) -> None:
-    """spec 8.3: GetServerInfo lists the five types, default_max_attempts 5, a positive max_payload_bytes."""
+    """spec 8.3: GetServerInfo lists the five types, default_max_attempts 5, max_payload_bytes 1..4 MiB."""
     info = await harness.api.server_info()
     problems = [f"task_types lacks {name!r}" for name in CONFORMANCE_TYPES if name not in info.task_types]
     if info.default_max_attempts != 5:
         problems.append(f"default_max_attempts is {info.default_max_attempts}, must be 5")
-    if info.max_payload_bytes <= 0:
-        problems.append(f"max_payload_bytes is {info.max_payload_bytes}, must be positive")
+    if not 0 < info.max_payload_bytes <= LARGEST_PAYLOAD_LIMIT:
+        problems.append(
+            f"max_payload_bytes is {info.max_payload_bytes}, "
+            f"must be positive and at most {LARGEST_PAYLOAD_LIMIT}"
+        )
     require_none(problems, "spec 8.3: GetServerInfo describes the contract")
 
 

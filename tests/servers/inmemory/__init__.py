@@ -4,6 +4,6 @@ It conforms to docs/spec.md so that the bundled suite can be shown to pass, and 
 (``BREAKS``) violates exactly one rule so that the suite can be shown to fail.
 """
 
-from ._breaks import BREAKS
+from ._breaks import BREAKS, QUIRKS
 
-__all__ = ["BREAKS"]
+__all__ = ["BREAKS", "QUIRKS"]

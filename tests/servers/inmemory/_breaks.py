@@ -32,5 +32,17 @@ BREAKS: dict[str, str] = {
     "rejected_submit_reserves_key": "a rejected submit still claims its idempotency key (spec 9.1)",
     "updated_before_created": "updated_at is earlier than created_at (spec 2.4)",
     "no_event_time": "events carry no `at` time, so `at` trivially never goes backwards (spec 4.1)",
+    "payload_limit_unbounded": "advertises max_payload_bytes of 100 MB and enforces no limit, so the "
+    "payload limit cannot be tested (spec 8.3)",
+    "bad_payload_stuck": "a malformed sleep/fail_times payload is accepted and its task then stays "
+    "PENDING for ever (spec 6.1)",
+    "rejected_key_truncated": "a key over 256 bytes is rejected, but a task is kept under its first "
+    "256 bytes (spec 9.1)",
+    "extra_member_rejected": "a sleep/fail_times payload with other members is rejected (spec 6.1)",
 }
 """Every break name, with the rule it violates."""
+
+QUIRKS: dict[str, str] = {
+    "submitted_attempt_1": "SUBMITTED carries attempt 1 (a SHOULD of spec 4.2: still conforming)",
+}
+"""Deviations from a SHOULD only: the suite must stay conforming (only an optional scenario fails)."""

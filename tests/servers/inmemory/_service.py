@@ -51,11 +51,13 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
         if request.task_type not in TASK_TYPES:
             return f"task_type: {request.task_type!r} is not one of {', '.join(TASK_TYPES)}"
         too_long = len(request.payload) > self._max_payload_bytes
-        if too_long and "payload_limit_ignored" not in self._breaks:
+        if too_long and not self._breaks & {"payload_limit_ignored", "payload_limit_unbounded"}:
             return f"payload: {len(request.payload)} bytes, at most {self._max_payload_bytes} allowed"
         if not 0 <= request.max_attempts <= 100:
             return f"max_attempts: {request.max_attempts} is outside 0..100"
-        return payload_error(request.task_type, request.payload)
+        if "bad_payload_stuck" in self._breaks:
+            return None
+        return payload_error(request.task_type, request.payload, "extra_member_rejected" in self._breaks)
 
     def _fingerprint(self, request: pb.SubmitTaskRequest) -> Fingerprint:
         attempts = request.max_attempts
@@ -71,6 +73,15 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
             claimable = request.idempotency_key and self._store.by_key(request.idempotency_key) is None
             if "rejected_submit_reserves_key" in self._breaks and claimable:
                 self._store.insert(request, fingerprint, effective)
+            if "rejected_key_truncated" in self._breaks and error.startswith("idempotency_key"):
+                kept = request.idempotency_key.encode()[:MAX_KEY_BYTES].decode(errors="ignore")
+                self._store.insert(
+                    pb.SubmitTaskRequest(
+                        idempotency_key=kept, task_type=request.task_type, payload=request.payload
+                    ),
+                    fingerprint,
+                    effective,
+                )
             await self._reject(context, error)
         existing = self._store.by_key(request.idempotency_key)
         if existing is None and "race_duplicates" in self._breaks:

@@ -96,7 +96,8 @@ class Store:
         record = TaskRecord(task=task, fingerprint=fingerprint)
         self._by_id[task.task_id] = record
         self._by_key[request.idempotency_key] = record
-        self.record(record, [NewEvent(pb.TASK_EVENT_TYPE_SUBMITTED)])
+        first = 1 if "submitted_attempt_1" in self._breaks else 0
+        self.record(record, [NewEvent(pb.TASK_EVENT_TYPE_SUBMITTED, first)])
         return record
 
     def record(self, record: TaskRecord, events: list[NewEvent]) -> None:

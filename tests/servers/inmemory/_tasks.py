@@ -10,6 +10,9 @@ TASK_TYPES: tuple[str, ...] = ("noop", "echo", "sleep", "fail_always", "fail_tim
 _COUNT_MEMBER: dict[str, str] = {"sleep": "ms", "fail_times": "times"}
 """Task types whose payload is a JSON object with one non-negative integer member."""
 
+_LARGEST: dict[str, int] = {"ms": 86_400_000, "times": 2**53 - 1}
+"""The largest value of each member (spec 6.1: one day of sleep, 2^53 - 1)."""
+
 
 class AttemptFailed(Exception):
     """The attempt failed; the message becomes the FAILED event's detail and last_error."""
@@ -24,16 +27,21 @@ def _count(payload: bytes, member: str) -> int | None:
     if not isinstance(decoded, dict):
         return None
     value = decoded.get(member)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _LARGEST[member]:
         return None
     return value
 
 
-def payload_error(task_type: str, payload: bytes) -> str | None:
-    """Why the payload is unacceptable for this task type (spec 6 SHOULD), or None."""
+def payload_error(task_type: str, payload: bytes, only_member: bool = False) -> str | None:
+    """Why the payload is unacceptable for this task type (spec 6 SHOULD), or None.
+
+    ``only_member`` (a break): also refuse a JSON object with members besides the documented one.
+    """
     member = _COUNT_MEMBER.get(task_type)
     if member is not None and _count(payload, member) is None:
         return f'payload: {task_type} needs a JSON object {{"{member}": N}} with N a non-negative integer'
+    if member is not None and only_member and len(json.loads(payload)) > 1:
+        return f"payload: {task_type} takes only the member {member!r}"
     return None
 
 

@@ -8,7 +8,7 @@ import contextlib
 from taskqueue_proto import taskqueue_pb2 as pb
 
 from ._store import NewEvent, Store, TaskRecord
-from ._tasks import AttemptFailed, execute
+from ._tasks import AttemptFailed, execute, payload_error
 
 _RUNNABLE: frozenset[int] = frozenset({pb.TASK_STATUS_PENDING, pb.TASK_STATUS_RETRYING})
 
@@ -55,6 +55,9 @@ class Worker:
             record = self._store.get(task_id)
             if record is None:
                 continue
+            stuck = "bad_payload_stuck" in self._breaks
+            if stuck and payload_error(record.task.task_type, record.task.payload) is not None:
+                continue  # the break: a malformed payload that was accepted is never run
             if record.task.status in _RUNNABLE or "rerun_on_resubmit" in self._breaks:
                 await self._attempt(record)
 
