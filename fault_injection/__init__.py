@@ -7,9 +7,9 @@
 - ``Backoff``: the growing pause between the tries of a probe, poll or retry, within a deadline
   (every such loop of the toolkit uses it).
 
-Imports nothing of this project except ``taskqueue_proto``; ``pytest_taskqueue`` builds on it.
-``faults`` and ``history`` (which load gRPC and the stubs) are imported on first use, so
-``Backoff`` and the Toxiproxy client cost only the standard library.
+Imports nothing of this project except the leaf packages ``taskqueue_proto`` and ``taskqueue_contract``;
+``pytest_taskqueue`` builds on it. ``faults`` and ``history`` (which load gRPC and the stubs) are
+imported on first use, so ``Backoff`` and the Toxiproxy client cost only the standard library.
 """
 
 from types import ModuleType

@@ -1,6 +1,8 @@
 """The history checker: a pure function from a recorded ``History`` to a list of anomalies.
 
-It knows the contract (docs/spec.md sections 2 to 7), not any implementation. Every anomaly
+It knows the contract (docs/spec.md sections 2 to 7), not any implementation: the rules over one
+task's history and snapshot are ``taskqueue_contract``'s, the same the conformance scenarios use;
+this module adds the rules over a run's operations (keys, acknowledgements, reads). Every anomaly
 names a rule by a short id (see ``RULES``), the task and key concerned, and the evidence (the
 operations or the rendered event history), so a report can be read without the raw history.
 
@@ -15,41 +17,28 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 
+import taskqueue_contract as contract
 from fault_injection._history import Event, History, Operation, TaskSnapshot, fingerprint
 
 __all__ = ["RULES", "Anomaly", "check"]
 
 RULES: dict[str, str] = {
+    **contract.RULES,
     "lost_submit": "an acknowledged submit's task is NOT_FOUND at the end (spec 7.3)",
     "duplicate_task_for_key": "one idempotency key maps to more than one task (spec 3.3)",
     "created_twice": "more than one submit answered created=true for one key (spec 3.3)",
     "task_mismatch": "the task differs from the submitted request (key, type, payload, max_attempts)",
-    "bad_history_shape": "not starting with SUBMITTED, sequence not rising, time going back (4.1, 4.3)",
-    "illegal_transition": "an event that cannot follow the previous one (spec 2.2, 4.3)",
-    "attempt_numbering": "attempts not 1, 2, 3, ... or an outcome for another attempt (4.2, 4.3, 5.4)",
-    "dead_without_max_failures": "DEAD without max_attempts failed attempts, or all failed and no DEAD (5.3)",
-    "double_completed": "two COMPLETED events (spec 7.1)",
-    "event_after_terminal": "an event after COMPLETED or DEAD (spec 2.3)",
     "not_terminal": "a task not COMPLETED or DEAD after the faults healed and the queue drained (7.2, 7.3)",
-    "status_mismatch": "final status disagrees with the last event, or attempts with PROCESSING count (4.5)",
     "wrong_outcome_for_type": "an outcome the task type cannot produce (spec 6)",
     "not_collected": "an acknowledged task whose final snapshot or events were not collected",
     "already_exists_for_same_request": "ALREADY_EXISTS for a resubmit of the very same request (spec 3.3)",
     "read_not_found": "a read answered NOT_FOUND for a task acknowledged before the read began (7.3)",
     "unhealthy_after_fault": "the target did not report SERVING after a fault was healed",
 }
-"""Every rule id ``check`` can report, with what it means."""
+"""Every rule id ``check`` can report, with what it means (the contract's own rules included)."""
 
-_TERMINAL = ("COMPLETED", "DEAD")
-_STATUS_AFTER = {
-    "SUBMITTED": "PENDING",
-    "PROCESSING": "PROCESSING",
-    "FAILED": "RETRYING",
-    "COMPLETED": "COMPLETED",
-    "DEAD": "DEAD",
-}
 _NEVER_FAILING = ("noop", "echo", "sleep")
 
 
@@ -203,137 +192,12 @@ def _check_reads_and_health(history: History, submits: list[Operation], found: l
             )
 
 
-@dataclass
-class _Walk:
-    """What walking one event history learned."""
-
-    processing: int = 0
-    failed_recorded: int = 0
-    abandoned_unrecorded: int = 0
-    abandoned_recorded: int = 0
-    highest_attempt: int = 0
-    completed_attempts: list[int] = field(default_factory=list)
-    failed_events: list[Event] = field(default_factory=list)
-    terminal_event: Event | None = None
-    last: Event | None = None
-
-    @property
-    def terminal(self) -> str | None:
-        return self.terminal_event.type if self.terminal_event else None
-
-
 def _render(events: list[Event]) -> str:
-    parts = []
-    for ev in events:
-        attempt = f"({ev.attempt})" if ev.type in ("PROCESSING", "FAILED", "COMPLETED") or ev.attempt else ""
-        parts.append(f"{ev.type}{attempt}#{ev.sequence}")
-    return " ".join(parts) or "(no events)"
+    return " ".join(event.to_contract().label() for event in events) or "(no events)"
 
 
-def _is_abandoned(event: Event) -> bool:
+def _is_abandoned(event: contract.Event) -> bool:
     return "abandon" in event.detail.lower()
-
-
-def _walk(events: list[Event], max_attempts: int, report: _Reporter) -> _Walk:
-    """Check the shape, ordering, attempt numbers and terminal rules of one history."""
-    walk = _Walk()
-    open_attempt: int | None = None
-    after_terminal_reported = False
-    if not events:
-        report("bad_history_shape", "no events at all (SUBMITTED is required)")
-        return walk
-    for index, ev in enumerate(events):
-        prev = events[index - 1] if index else None
-        if index == 0 and ev.type != "SUBMITTED":
-            report("bad_history_shape", f"first event is {ev.type}, not SUBMITTED")
-        if prev is not None and ev.sequence <= prev.sequence:
-            report("bad_history_shape", f"sequence {ev.sequence} after {prev.sequence} (must rise)")
-        if prev is not None and ev.at_ns < prev.at_ns:
-            report(
-                "bad_history_shape",
-                f"{ev.type}#{ev.sequence} is {prev.at_ns - ev.at_ns} ns before the previous event",
-            )
-        walk.last = ev
-        if walk.terminal is not None:
-            walk.processing += ev.type == "PROCESSING"  # spec 4.5 counts every PROCESSING event
-            if ev.type == "COMPLETED" and walk.terminal == "COMPLETED":
-                walk.completed_attempts.append(ev.attempt)
-                report("double_completed", f"second COMPLETED({ev.attempt})#{ev.sequence}")
-            elif not after_terminal_reported:
-                after_terminal_reported = True
-                report("event_after_terminal", f"{ev.type}#{ev.sequence} after {walk.terminal}")
-            continue
-        if ev.type == "SUBMITTED":
-            if index != 0:
-                report("illegal_transition", f"SUBMITTED again at #{ev.sequence}")
-        elif ev.type == "PROCESSING":
-            expected = walk.highest_attempt + 1
-            if ev.attempt != expected:
-                report(
-                    "attempt_numbering",
-                    f"PROCESSING({ev.attempt})#{ev.sequence}, expected attempt {expected}",
-                )
-            if max_attempts and ev.attempt > max_attempts:
-                report(
-                    "attempt_numbering", f"attempt {ev.attempt} started beyond max_attempts={max_attempts}"
-                )
-            if open_attempt is not None:
-                walk.abandoned_unrecorded += 1
-            open_attempt = ev.attempt
-            walk.processing += 1
-            walk.highest_attempt = max(walk.highest_attempt, ev.attempt)
-        elif ev.type in ("FAILED", "COMPLETED"):
-            if open_attempt is None:
-                after = prev.type if prev is not None else "nothing"
-                report(
-                    "illegal_transition",
-                    f"{ev.type}({ev.attempt})#{ev.sequence} after {after}, no attempt running",
-                )
-            elif ev.attempt != open_attempt and not (ev.type == "COMPLETED" and ev.attempt == 0):
-                # spec 4.2: COMPLETED may carry 0 instead of its attempt
-                report(
-                    "attempt_numbering",
-                    f"{ev.type}({ev.attempt})#{ev.sequence} ends attempt {open_attempt}",
-                )
-            if ev.type == "COMPLETED" and ev.attempt == 0 and open_attempt is not None:
-                ev = replace(ev, attempt=open_attempt)
-            open_attempt = None
-            if ev.type == "FAILED":
-                walk.failed_recorded += 1
-                walk.failed_events.append(ev)
-                if _is_abandoned(ev):
-                    walk.abandoned_recorded += 1
-            else:
-                walk.completed_attempts.append(ev.attempt)
-                walk.terminal_event = ev
-        elif ev.type == "DEAD":
-            failed = walk.failed_recorded + walk.abandoned_unrecorded
-            after_failed = prev is not None and prev.type == "FAILED"
-            if not (after_failed and failed == max_attempts and walk.highest_attempt == max_attempts):
-                report(
-                    "dead_without_max_failures",
-                    f"DEAD#{ev.sequence} after {failed} failed attempt(s) "
-                    f"(last attempt {walk.highest_attempt}, "
-                    f"previous event {prev.type if prev else 'none'}), max_attempts={max_attempts}",
-                )
-            walk.terminal_event = ev
-        else:
-            report("bad_history_shape", f"unknown event type {ev.type!r} at #{ev.sequence}")
-    last = walk.last
-    failed = walk.failed_recorded + walk.abandoned_unrecorded
-    if (
-        walk.terminal is None
-        and last is not None
-        and last.type == "FAILED"
-        and max_attempts
-        and last.attempt >= max_attempts
-        and failed >= max_attempts
-    ):
-        report(
-            "dead_without_max_failures",
-            f"{failed} failed attempts of max_attempts={max_attempts} but no DEAD",
-        )
-    return walk
 
 
 class _Reporter:
@@ -385,8 +249,20 @@ def _check_task(
         return
     report = _Reporter(found, task_id, key, events)
     _check_request_identity(snap, owner_ops, report)
-    walk = _walk(events, snap.max_attempts, report)
-    _check_snapshot(snap, walk, report)
+    task = snap.to_contract()
+    timeline = [event.to_contract() for event in events]
+    valid_max = 1 <= snap.max_attempts <= contract.MAX_MAX_ATTEMPTS
+    walk = contract.walk_history(
+        timeline, snap.max_attempts if valid_max else contract.DEFAULT_MAX_ATTEMPTS, final=True
+    )
+    for violation in [
+        *walk.violations,
+        *contract.task_field_violations(task),
+        *contract.task_history_violations(task, timeline, walk=walk),
+    ]:
+        report(violation.rule, str(violation))
+    if task.status not in contract.TERMINAL:
+        report("not_terminal", f"final status {snap.status}, attempts={snap.attempts}")
     _check_type_outcome(snap, walk, report)
 
 
@@ -402,24 +278,9 @@ def _check_request_identity(snap: TaskSnapshot, owner_ops: list[Operation], repo
             report("task_mismatch", f"op {op.id} submitted {op.fingerprint}, task is {actual}")
 
 
-def _check_snapshot(snap: TaskSnapshot, walk: _Walk, report: _Reporter) -> None:
-    if snap.status not in _TERMINAL:
-        report("not_terminal", f"final status {snap.status}, attempts={snap.attempts}")
-    # The event that decided the status: the terminal one if any (later events are reported apart).
-    last = walk.terminal_event or walk.last
-    if last is None:
-        return
-    # GetTask and ListTaskEvents are two reads: only compare when one side says the task is over.
-    expected = _STATUS_AFTER.get(last.type)
-    if (snap.status in _TERMINAL or last.type in _TERMINAL) and expected != snap.status:
-        report("status_mismatch", f"status {snap.status} but last event is {last.type}#{last.sequence}")
-    if snap.status in _TERMINAL and snap.attempts != walk.processing:
-        report("status_mismatch", f"attempts={snap.attempts} but {walk.processing} PROCESSING events")
-
-
-def _check_type_outcome(snap: TaskSnapshot, walk: _Walk, report: _Reporter) -> None:
+def _check_type_outcome(snap: TaskSnapshot, walk: contract.HistoryWalk, report: _Reporter) -> None:
     """Judge each outcome by what the conformance task type can do (spec 6)."""
-    real_failures = [ev for ev in walk.failed_events if not _is_abandoned(ev)]
+    real_failures = [ev for ev in walk.failed if not _is_abandoned(ev)]
     kind = snap.task_type
     problem: str | None = None
     if kind in _NEVER_FAILING:

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal, cast
 
+import taskqueue_contract as contract
 from taskqueue_proto import taskqueue_pb2
 
 __all__ = [
@@ -38,7 +39,7 @@ __all__ = [
 FORMAT = "pytest-taskqueue-history/1"
 """Value of the ``format`` member of a saved history."""
 
-DEFAULT_MAX_ATTEMPTS = 5
+DEFAULT_MAX_ATTEMPTS = contract.DEFAULT_MAX_ATTEMPTS
 """The effective max_attempts of a submit that says 0 (docs/spec.md 3.2)."""
 
 INDETERMINATE_CODES = frozenset({"DEADLINE_EXCEEDED", "UNAVAILABLE", "CANCELLED", "UNKNOWN", "INTERNAL"})
@@ -52,7 +53,7 @@ def fingerprint(task_type: str, payload: bytes, max_attempts: int) -> str:
 
     Two submits are the same request when task_type, payload and *effective* max_attempts match.
     """
-    effective = max_attempts or DEFAULT_MAX_ATTEMPTS
+    effective = contract.effective_max_attempts(max_attempts)
     return f"{task_type}:{hashlib.sha256(payload).hexdigest()}:{effective}"
 
 
@@ -102,6 +103,16 @@ class Event:
     at_ns: int
     detail: str = ""
 
+    def to_contract(self) -> contract.Event:
+        """This event as the contract's rules take it (``at_ns`` 0 means no time)."""
+        return contract.Event(
+            self.sequence,
+            contract.event_type_from_name(self.type),
+            self.attempt,
+            self.at_ns or None,
+            self.detail,
+        )
+
 
 @dataclass(frozen=True)
 class TaskSnapshot:
@@ -118,6 +129,22 @@ class TaskSnapshot:
     last_error: str = ""
     created_at_ns: int = 0
     updated_at_ns: int = 0
+
+    def to_contract(self) -> contract.Task:
+        """This snapshot as the contract's rules take it (timestamps 0 mean unset)."""
+        return contract.Task(
+            task_id=self.task_id,
+            status=contract.status_from_name(self.status),
+            attempts=self.attempts,
+            max_attempts=self.max_attempts,
+            idempotency_key=self.idempotency_key,
+            task_type=self.task_type,
+            payload=self.payload,
+            result=self.result,
+            last_error=self.last_error,
+            created_at_ns=self.created_at_ns or None,
+            updated_at_ns=self.updated_at_ns or None,
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (bytes as base64)."""

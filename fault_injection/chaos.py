@@ -34,6 +34,7 @@ from fault_injection._backoff import Backoff
 from fault_injection._history import INDETERMINATE_CODES, History, Recorder
 from fault_injection._toxiproxy import Proxy, Toxiproxy, ToxiproxyError
 from fault_injection.faults import ActiveFault
+from taskqueue_contract import TERMINAL
 from taskqueue_proto import SERVICE_NAME, taskqueue_pb2, taskqueue_pb2_grpc
 
 __all__ = [
@@ -49,7 +50,6 @@ __all__ = [
 FAULT_KINDS = ("latency", "bandwidth", "timeout", "reset_peer", "slicer", "limit_data", "down")
 """Every fault kind the schedule draws from."""
 
-_TERMINAL = (taskqueue_pb2.TASK_STATUS_COMPLETED, taskqueue_pb2.TASK_STATUS_DEAD)
 _CHANNEL_OPTIONS = [
     # Reconnect quickly once a link heals, instead of gRPC's default backoff of up to two minutes.
     ("grpc.initial_reconnect_backoff_ms", 100),
@@ -430,7 +430,7 @@ async def _wait_terminal(client: _Client, task_id: str, deadline: float) -> bool
                 taskqueue_pb2.WatchTaskRequest(task_id=task_id), timeout=max(0.1, deadline - time.monotonic())
             )
             async for snapshot in call:
-                if snapshot.status in _TERMINAL:
+                if snapshot.status in TERMINAL:
                     call.cancel()
                     return True
         except grpc.aio.AioRpcError as exc:
@@ -440,7 +440,7 @@ async def _wait_terminal(client: _Client, task_id: str, deadline: float) -> bool
             task = await client.stub.GetTask(
                 taskqueue_pb2.GetTaskRequest(task_id=task_id), timeout=client.config.rpc_timeout_s
             )
-            if task.status in _TERMINAL:
+            if task.status in TERMINAL:
                 return True
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:

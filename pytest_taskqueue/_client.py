@@ -17,6 +17,7 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fault_injection import Backoff
+from taskqueue_contract import TERMINAL
 from taskqueue_proto import taskqueue_pb2 as pb
 from taskqueue_proto import taskqueue_pb2_grpc as pb_grpc
 
@@ -32,10 +33,8 @@ MAX_PAYLOAD_LIMIT: Final = 4 * 1024 * 1024
 """The largest ``max_payload_bytes`` docs/spec.md 8.3 allows: the largest limit the toolkit tests."""
 _MESSAGE_SLACK: Final = 1024 * 1024
 
-TERMINAL_STATUSES: Final[frozenset[pb.TaskStatus.ValueType]] = frozenset(
-    {pb.TaskStatus.TASK_STATUS_COMPLETED, pb.TaskStatus.TASK_STATUS_DEAD}
-)
-"""The statuses no transition leaves (docs/spec.md 2.3)."""
+TERMINAL_STATUSES: Final[frozenset[int]] = TERMINAL
+"""The statuses no transition leaves (docs/spec.md 2.3); ``taskqueue_contract.TERMINAL``."""
 
 _SERVING: Final = 1  # grpc.health.v1.HealthCheckResponse.SERVING
 _CHANNEL_OPTIONS: Final[Sequence[tuple[str, Any]]] = (

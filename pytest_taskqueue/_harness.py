@@ -21,6 +21,7 @@ import pytest
 
 from fault_injection import Backoff
 from pytest_taskqueue._client import TERMINAL_STATUSES, TaskQueueClient, describe_rpc_error
+from taskqueue_contract import event_name, status_name
 from taskqueue_proto import taskqueue_pb2 as pb
 
 if TYPE_CHECKING:
@@ -43,29 +44,15 @@ _POLL_BACKOFF_MAX_S: Final = 0.25
 _DIAGNOSE_TIMEOUT_S: Final = 3.0
 
 
-def _status_name(status: int) -> str:
-    try:
-        return pb.TaskStatus.Name(status).removeprefix("TASK_STATUS_")  # type: ignore[arg-type]
-    except ValueError:
-        return f"status({status})"
-
-
-def _event_name(event_type: int) -> str:
-    try:
-        return pb.TaskEventType.Name(event_type).removeprefix("TASK_EVENT_TYPE_")  # type: ignore[arg-type]
-    except ValueError:
-        return f"event({event_type})"
-
-
 def format_task(task: pb.Task) -> str:
     """One line with what a failure message needs: status, attempts, last_error."""
-    text = f"status {_status_name(task.status)}, attempts {task.attempts}/{task.max_attempts}"
+    text = f"status {status_name(task.status)}, attempts {task.attempts}/{task.max_attempts}"
     return text + (f", last_error {task.last_error!r}" if task.last_error else "")
 
 
 def _format_events(events: Sequence[pb.TaskEvent]) -> list[str]:
     return [
-        f"    #{e.sequence} {_event_name(e.type)} attempt={e.attempt}"
+        f"    #{e.sequence} {event_name(e.type)} attempt={e.attempt}"
         + (f" detail={e.detail!r}" if e.detail else "")
         for e in events
     ]
@@ -323,7 +310,7 @@ class TestHarness:
         terminal: bool,
     ) -> WaitTimeout:
         """Build the ``WaitTimeout`` with a fresh look at the task and its events."""
-        wanted_text = " or ".join(_status_name(s) for s in wanted)
+        wanted_text = " or ".join(status_name(s) for s in wanted)
         task: pb.Task | None = last
         events: list[pb.TaskEvent] | None = None
         lines: list[str] = []
@@ -333,14 +320,14 @@ class TestHarness:
         except grpc.aio.AioRpcError as error:
             lines.append(f"  (could not read the task afterwards: {describe_rpc_error(error)})")
         if terminal and task is not None:
-            status = _status_name(task.status)
+            status = status_name(task.status)
             head = f"task {task_id} became {status} (terminal) while waiting for {wanted_text}"
         else:
             head = f"task {task_id} did not reach {wanted_text} within {limit:g} s"
         lines.insert(0, head)
         lines.append(f"  current: {format_task(task)}" if task is not None else "  current: never seen")
         if seen:
-            lines.append("  statuses seen: " + " -> ".join(_status_name(s) for s in seen))
+            lines.append("  statuses seen: " + " -> ".join(status_name(s) for s in seen))
         lines.extend(f"  note: {note}" for note in _dedupe(notes))
         if events is not None:
             lines.append(f"  events ({len(events)}):")

@@ -13,7 +13,6 @@ from typing import ClassVar
 
 import pytest
 
-from fault_injection._checker import _STATUS_AFTER
 from fault_injection.history import (
     RULES,
     Event,
@@ -25,6 +24,9 @@ from fault_injection.history import (
 )
 
 Spec = str | tuple[str, int] | tuple[str, int, str]
+
+
+_STATUS_AFTER = {"SUBMITTED": "PENDING", "PROCESSING": "PROCESSING", "FAILED": "RETRYING"}
 
 
 class Builder:
@@ -96,11 +98,13 @@ class Builder:
             idempotency_key=key,
             task_type=task_type,
             payload=payload,
-            status=status or _STATUS_AFTER[last],
+            status=status or _STATUS_AFTER.get(last, last),
             attempts=attempts if attempts is not None else sum(ev.type == "PROCESSING" for ev in events),
             max_attempts=max_attempts,
             result=result if last == "COMPLETED" else b"",
             last_error="boom" if any(ev.type == "FAILED" for ev in events) else "",
+            created_at_ns=events[0].at_ns,
+            updated_at_ns=events[-1].at_ns,
         )
         self.history.events[task_id] = events
 
@@ -183,7 +187,7 @@ def _created_twice(b: Builder) -> None:
 
 
 def _no_events(b: Builder) -> None:
-    b.task("t1", "noop", ["S"], status="COMPLETED")
+    b.task("t1", "noop", ["S"], status="COMPLETED", attempts=1)
     b.history.events["t1"] = []
 
 
