@@ -158,12 +158,14 @@ def changed_fields(before: pb.Task, after: pb.Task, *, ignore: Sequence[str] = (
     ]
 
 
-def snapshot_violations(snapshots: Sequence[pb.Task]) -> list[str]:
+def snapshot_violations(snapshots: Sequence[pb.Task], *, stream: bool = True) -> list[str]:
     """Successive snapshots of one task move only along spec 2.2 (changes may be coalesced, 8.2).
 
     Also: created_at never changes, updated_at and attempts never go backwards (spec 2.4, 8.4).
+    ``stream`` (the default): one WatchTask stream, so nothing may follow a terminal snapshot;
+    otherwise (separate reads) a terminal task may be read again but never changes.
     """
-    return [str(violation) for violation in contract.snapshot_violations(snapshots)]
+    return [str(violation) for violation in contract.snapshot_violations(snapshots, stream=stream)]
 
 
 def format_statuses(snapshots: Sequence[pb.Task]) -> str:

@@ -188,7 +188,7 @@ async def test_created_at_never_changes(harness: TestHarness) -> None:
     answer = await submit(harness, "noop")
     first = await get_task(harness, answer.task_id)
     last, events = await finished(harness, answer.task_id)
-    problems = snapshot_violations([first, last])
+    problems = snapshot_violations([first, last], stream=False)
     require_none(
         problems,
         "spec 2.4: created_at constant, updated_at >= created_at and rising",

@@ -407,11 +407,12 @@ def prefix_violations(earlier: Sequence[EventLike], later: Sequence[EventLike]) 
     return []
 
 
-def snapshot_violations(snapshots: Sequence[TaskLike]) -> list[Violation]:
+def snapshot_violations(snapshots: Sequence[TaskLike], *, stream: bool = False) -> list[Violation]:
     """Successive snapshots of one task seen by one reader move only forward (2.2, 2.3, 2.4, 8.2, 8.4).
 
     Changes may be coalesced (8.2), so two snapshots need only be linked by legal transitions;
-    created_at never changes, updated_at and attempts never go back, nothing follows a terminal one.
+    created_at never changes, updated_at and attempts never go back. A terminal task never changes
+    (2.3); ``stream``: the snapshots are one WatchTask stream, which ends with its terminal snapshot (8.2).
     """
     snaps = [as_task(snapshot) for snapshot in snapshots]
     problems = []
@@ -433,9 +434,20 @@ def snapshot_violations(snapshots: Sequence[TaskLike]) -> list[Violation]:
                 _v("2.4", "bad_task_field", f"snapshot {index}: updated_at is earlier than created_at")
             )
     for index, (before, after) in enumerate(itertools.pairwise(snaps), start=2):
-        if before.status in TERMINAL:
+        if before.status in TERMINAL and stream:
             problems.append(
                 _v("2.3/8.2", "read_went_back", f"snapshot {index} follows the terminal snapshot {index - 1}")
+            )
+        elif before.status in TERMINAL and (after.attempts, after.updated_at_ns) != (
+            before.attempts,
+            before.updated_at_ns,
+        ):
+            problems.append(
+                _v(
+                    "2.3",
+                    "event_after_terminal",
+                    f"snapshot {index} changed the terminal task of snapshot {index - 1}",
+                )
             )
         elif before.status in REACHABLE and after.status not in REACHABLE[before.status]:
             problems.append(
