@@ -13,7 +13,7 @@ import dataclasses
 import fnmatch
 import importlib.util
 import pathlib
-from typing import Final
+from typing import Final, NoReturn
 
 import pytest
 
@@ -25,14 +25,20 @@ __all__ = [
     "HARNESS_ONLY_REASON",
     "OBLIGATIONS",
     "PROP_AREA",
+    "PROP_NOT_RUN",
     "PROP_OBLIGATION",
     "PROP_SCENARIO",
+    "PROP_SPEC",
+    "SELECTION_KEY",
     "ScenarioMeta",
     "add_bundled_suite",
     "bundled_scenarios_dir",
     "collect_scenario_module",
     "configure",
+    "note_selection",
     "register_markers",
+    "skip_for_level",
+    "snapshot_catalogue",
     "tag_scenarios",
 ]
 
@@ -46,6 +52,11 @@ HARNESS_ONLY_REASON: Final = "needs harness-owned backends: the target's DLQ/wor
 PROP_SCENARIO: Final = "taskqueue_scenario"
 PROP_AREA: Final = "taskqueue_area"
 PROP_OBLIGATION: Final = "taskqueue_obligation"
+PROP_SPEC: Final = "taskqueue_spec"
+"""The spec sections a scenario checks (its ``spec`` markers), space-separated."""
+PROP_NOT_RUN: Final = "taskqueue_not_run"
+"""Why a scenario did not run although it was collected: ``level`` (its checks need what this
+run's level lacks: harness-owned backends) or ``opt-in`` (an ``opt_in`` scenario not asked for)."""
 
 _MARKERS: Final = {
     "lifecycle": "scenario area: a task's statuses and event history (spec 2, 4)",
@@ -59,6 +70,8 @@ _MARKERS: Final = {
     "required": "obligation: the scenario must pass for the implementation to conform",
     "optional": "obligation: reported, does not change the verdict unless --taskqueue-strict",
     "harness_only": "skipped against an external target: needs the harness-owned backends or worker",
+    "spec(*sections)": "the docs/spec.md sections the scenario checks, e.g. spec('3.3', '2.3')",
+    "opt_in": "runs only when its option asks for it; not running it does not count against the verdict",
     "capability(name)": "skipped unless GetServerInfo.capabilities lists name",
 }
 
@@ -70,6 +83,8 @@ class ScenarioMeta:
     id: str
     area: str
     obligation: str
+    sections: tuple[str, ...] = ()
+    opt_in: bool = False
 
 
 BUNDLED_KEY: Final = pytest.StashKey[pathlib.Path | None]()
@@ -158,7 +173,16 @@ def scenario_meta(item: pytest.Item, bundled: pathlib.Path | None) -> ScenarioMe
     if area is None and not in_bundle:
         return None
     obligation = "optional" if "optional" in marker_names and "required" not in marker_names else "required"
-    return ScenarioMeta(id=_scenario_id(item, bundled), area=area or "", obligation=obligation)
+    sections = tuple(
+        dict.fromkeys(str(section) for mark in item.iter_markers("spec") for section in mark.args)
+    )
+    return ScenarioMeta(
+        id=_scenario_id(item, bundled),
+        area=area or "",
+        obligation=obligation,
+        sections=sections,
+        opt_in="opt_in" in marker_names,
+    )
 
 
 def tag_scenarios(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -171,3 +195,89 @@ def tag_scenarios(config: pytest.Config, items: list[pytest.Item]) -> None:
         item.user_properties.extend(
             [(PROP_SCENARIO, meta.id), (PROP_AREA, meta.area), (PROP_OBLIGATION, meta.obligation)]
         )
+        if meta.sections:
+            item.user_properties.append((PROP_SPEC, " ".join(meta.sections)))
+        if meta.opt_in:
+            item.user_properties.append((PROP_NOT_RUN, "opt-in"))
+
+
+def skip_for_level(item: pytest.Item | None, reason: str) -> NoReturn:
+    """Skip the running scenario because this run's level cannot reach what it checks.
+
+    The report then lists it among the required scenarios this level did not run, instead of
+    counting the skip against the verdict (see ``_report.Recorder.verdict``).
+    """
+    if item is not None:
+        item.user_properties.append((PROP_NOT_RUN, "level"))
+    pytest.skip(reason)
+
+
+# -- the catalogue: which required bundled scenarios a narrowed run left out ---------------------
+
+
+@dataclasses.dataclass
+class _Collected:
+    """The bundled scenarios collected before ``-m``/``-k`` deselection."""
+
+    required: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Required scenario id -> nodeid."""
+    modules: set[str] = dataclasses.field(default_factory=set)
+    """``scenarios/<module>.py`` of every module with a collected scenario."""
+
+
+SELECTION_KEY: Final = pytest.StashKey[_Collected]()
+
+
+def snapshot_catalogue(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Remember the bundled scenarios collected, before anything deselects some of them."""
+    bundled = config.stash.get(BUNDLED_KEY, None)
+    collected = _Collected()
+    for item in items:
+        meta = scenario_meta(item, bundled)
+        if meta is None or bundled is None or not item.path.resolve().is_relative_to(bundled):
+            continue
+        collected.modules.add(meta.id.partition("::")[0])
+        if meta.obligation == "required" and not meta.opt_in:
+            collected.required[meta.id] = item.nodeid
+    config.stash[SELECTION_KEY] = collected
+
+
+def _bundled_modules(bundled: pathlib.Path) -> list[str]:
+    """``scenarios/<module>.py`` of every public scenario module of the bundled package."""
+    return sorted(
+        f"{bundled.name}/{path.name}"
+        for path in bundled.glob("*.py")
+        if not path.name.startswith("_") and path.name != "conftest.py"
+    )
+
+
+def note_selection(session: pytest.Session) -> list[tuple[str, str]]:
+    """The required scenarios of the bundled catalogue this run left out, as (id, why).
+
+    Three ways to leave some out: ``-m``/``-k`` (or another plugin) deselected them; the run named
+    paths that do not include a whole scenario module ("not collected"); or it named single
+    scenarios of a module (``file.py::test_x``), so the rest of that module was never collected.
+    """
+    config = session.config
+    bundled = config.stash.get(BUNDLED_KEY, None)
+    if bundled is None:
+        return []
+    collected = config.stash.get(SELECTION_KEY, _Collected())
+    kept = {item.nodeid for item in session.items}
+    left: list[tuple[str, str]] = [
+        (scenario, "deselected (-m/-k)")
+        for scenario, nodeid in collected.required.items()
+        if nodeid not in kept
+    ]
+    for module in _bundled_modules(bundled):
+        if module in collected.modules:
+            continue
+        left.append((module, "not collected: the run named other paths (every required scenario in it)"))
+    named = {arg.partition("::")[0] for arg in config.args if "::" in arg}
+    for path in sorted(named):
+        resolved = pathlib.Path(config.invocation_params.dir, path).resolve()
+        if resolved.is_relative_to(bundled):
+            left.append(
+                (f"{bundled.name}/{resolved.name}", "narrowed to the scenarios named on the command line")
+            )
+    return left

@@ -21,6 +21,7 @@ import pytest
 
 from fault_injection import Backoff
 from pytest_taskqueue._client import TERMINAL_STATUSES, TaskQueueClient, describe_rpc_error
+from pytest_taskqueue._collect import skip_for_level
 from taskqueue_contract import event_name, status_name
 from taskqueue_proto import taskqueue_pb2 as pb
 
@@ -182,6 +183,7 @@ class TestHarness:
         keys: Callable[[str], str],
         backends: OwnedBackends | None = None,
         faults: HarnessFaults | None = None,
+        node: pytest.Item | None = None,
     ) -> None:
         self.api = api
         self.info = info
@@ -189,6 +191,7 @@ class TestHarness:
         self._keys = keys
         self._backends = backends
         self._faults = faults
+        self._node = node
 
     # -- keys and calls -------------------------------------------------------------------------
 
@@ -416,7 +419,7 @@ class TestHarness:
         if self._faults is None:
             from pytest_taskqueue._faults import NO_PROXIES_REASON
 
-            pytest.skip(NO_PROXIES_REASON)
+            skip_for_level(self._node, NO_PROXIES_REASON)
         return self._faults
 
     @property

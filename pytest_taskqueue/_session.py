@@ -15,6 +15,7 @@ import pytest
 from pytest_taskqueue._infra import INFRA_EXIT_CODE
 from pytest_taskqueue._options import CONFIG_KEY, TaskQueueConfig
 from pytest_taskqueue._report import (
+    EXIT_CODES,
     INFO_KEY,
     WORKER_OUTPUT_KEY,
     Recorder,
@@ -44,6 +45,11 @@ class ConformanceSession:
     def _target(self) -> str:
         return self.options.target or _OWNED_TARGET
 
+    @property
+    def level(self) -> str:
+        """``full`` when the harness owns the stack (reference or target command), else ``api``."""
+        return "api" if self.options.target is not None else "full"
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Fold each phase report into its scenario's outcome."""
         self.recorder.add(report)
@@ -59,31 +65,59 @@ class ConformanceSession:
         if isinstance(output, dict) and isinstance(output.get(WORKER_OUTPUT_KEY), dict):
             self.info.merge(output[WORKER_OUTPUT_KEY])
 
-    @pytest.hookimpl(trylast=True)
+    @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Settle the verdict, write the report, and set the exit status the verdict implies.
 
-        Exit status: 3 after an infrastructure error; 0 instead of 1 when the only failures are
-        optional scenarios' and the run is not strict; otherwise pytest's own.
+        Runs before pytest's JUnit plugin writes its file, so the verdict is among its properties.
+        Exit status (docs/plugin.md): 3 after an infrastructure error; 1 when not conforming (also
+        when every test passed but the closing sweep found a violation); 6 for a PARTIAL run; 0 for
+        CONFORMING and CONFORMING AT API LEVEL, even when optional scenarios failed (unless
+        strict), but never over a failing test that is not a scenario.
         """
         conformance_run = self.recorder.results or self.recorder.collection_errors or self.info.infra_error
         if not conformance_run and self.options.report is None:
             return  # not a conformance run
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
-        self.verdict = self.recorder.verdict(self.info, strict=self.options.strict, interrupted=interrupted)
+        self.verdict = self.recorder.verdict(
+            self.info, strict=self.options.strict, interrupted=interrupted, level=self.level
+        )
+        self._junit_properties(self.verdict)
         if self.options.report is not None:
             document = as_json(
-                self.recorder, self.info, self.verdict, target=self._target, strict=self.options.strict
+                self.recorder,
+                self.info,
+                self.verdict,
+                target=self._target,
+                strict=self.options.strict,
+                level=self.level,
             )
             write_reports(self.options.report, document)
         if self.info.infra_error:
             session.exitstatus = INFRA_EXIT_CODE
-        elif (
-            exitstatus == pytest.ExitCode.TESTS_FAILED
-            and not self.options.strict
-            and self.recorder.only_optional_failed()
-        ):
-            session.exitstatus = pytest.ExitCode.OK
+            return
+        wanted = EXIT_CODES.get(self.verdict.value)
+        if wanted is None:
+            return  # an error verdict keeps pytest's status
+        only_scenarios_decide = exitstatus == pytest.ExitCode.OK or (
+            exitstatus == pytest.ExitCode.TESTS_FAILED and self.recorder.other_failures == 0
+        )
+        if wanted == pytest.ExitCode.TESTS_FAILED or only_scenarios_decide:
+            session.exitstatus = wanted
+
+    def _junit_properties(self, verdict: Verdict) -> None:
+        """State the verdict as global properties of ``--junitxml``'s test suite."""
+        from _pytest.junitxml import xml_key
+
+        xml = self.config.stash.get(xml_key, None)
+        if xml is None:
+            return
+        xml.add_global_property("taskqueue_verdict", verdict.value)
+        xml.add_global_property("taskqueue_verdict_headline", verdict.headline)
+        xml.add_global_property("taskqueue_level", self.level)
+        not_run = self.recorder.not_run(self.info)
+        xml.add_global_property("taskqueue_required_not_run", str(len(not_run)))
+        xml.add_global_property("taskqueue_sweep_violations", str(len(self.info.sweep_violations)))
 
     @pytest.hookimpl(wrapper=True, tryfirst=True)
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> Generator[None]:
@@ -101,8 +135,8 @@ class ConformanceSession:
             line = "taskqueue verdict: ERROR (infrastructure error, the run stopped)"
             terminalreporter.write_line(line, red=True)
             return
-        lines = render_terminal(self.recorder, self.info, self.verdict, target=self._target)
+        lines = render_terminal(self.recorder, self.info, self.verdict, target=self._target, level=self.level)
         for line in lines[:-1]:
             terminalreporter.write_line(line)
-        good = self.verdict.value == "conforming"
+        good = self.verdict.good
         terminalreporter.write_line(lines[-1], green=good, red=not good, bold=True)

@@ -18,7 +18,7 @@ import pytest_asyncio
 
 from pytest_taskqueue import _options
 from pytest_taskqueue._client import ReadinessError, TaskQueueClient, describe_rpc_error
-from pytest_taskqueue._collect import HARNESS_ONLY_REASON
+from pytest_taskqueue._collect import HARNESS_ONLY_REASON, skip_for_level
 from pytest_taskqueue._harness import KeyFactory, OwnedBackends, TestHarness
 from pytest_taskqueue._infra import abort_run, one_line
 from pytest_taskqueue._options import CONFIG_KEY, TaskQueueConfig
@@ -163,12 +163,9 @@ async def taskqueue_aws(
         yield db, sqs
 
 
-def _skip_reason(request: pytest.FixtureRequest, owned: bool, info: pb.ServerInfo) -> str | None:
-    """Why this scenario cannot run against this target, from its markers; None when it can."""
-    node = request.node
-    if not owned and node.get_closest_marker("harness_only") is not None:
-        return HARNESS_ONLY_REASON
-    for mark in node.iter_markers("capability"):
+def _capability_missing(request: pytest.FixtureRequest, info: pb.ServerInfo) -> str | None:
+    """Why this scenario cannot run against this target, from its ``capability`` markers; None when it can."""
+    for mark in request.node.iter_markers("capability"):
         name = str(mark.args[0]) if mark.args else str(mark.kwargs.get("name", ""))
         if name and name not in info.capabilities:
             listed = ", ".join(info.capabilities) or "none"
@@ -195,7 +192,9 @@ async def harness(
     when it needs a ``capability`` the target does not list.
     """
     owned = taskqueue_stack is not None and str(taskqueue_stack.target) == taskqueue_target
-    reason = _skip_reason(request, owned, taskqueue_server_info)
+    if not owned and request.node.get_closest_marker("harness_only") is not None:
+        skip_for_level(request.node, HARNESS_ONLY_REASON)
+    reason = _capability_missing(request, taskqueue_server_info)
     if reason is not None:
         pytest.skip(reason)
     backends = None
@@ -213,4 +212,5 @@ async def harness(
         keys=KeyFactory(taskqueue_config.run_id, taskqueue_config.worker_id, request.node.nodeid),
         backends=backends,
         faults=faults,
+        node=request.node,
     )

@@ -55,9 +55,18 @@ def pytest_collect_file(file_path: pathlib.Path, parent: pytest.Collector) -> py
     return _collect.collect_scenario_module(file_path, parent)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tag scenarios with their id, area and obligation (reports carry them to the xdist controller)."""
+    """Tag scenarios with their id, area, obligation and spec sections (reports carry them to the
+    xdist controller), and note the bundled catalogue before ``-m``/``-k`` deselect any of it."""
     _collect.tag_scenarios(config, items)
+    _collect.snapshot_catalogue(config, items)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Record which required scenarios of the catalogue the selection left out (a PARTIAL run)."""
+    if session.items:
+        session.config.stash[_report.INFO_KEY].note_left_out(_collect.note_selection(session))
 
 
 @pytest.hookimpl(trylast=True)

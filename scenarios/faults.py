@@ -450,6 +450,7 @@ async def test_worker_sigkill_mid_attempt_and_server_restart(harness: TestHarnes
 
 
 @pytest.mark.required
+@pytest.mark.opt_in
 async def test_chaos_run_breaks_no_rule(
     harness: TestHarness, taskqueue_config: TaskQueueConfig, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

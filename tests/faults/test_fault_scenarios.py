@@ -72,7 +72,8 @@ def test_fault_scenarios_pass_against_the_reference_stack(inner: pytest.Pytester
     inner.makepyfile(test_isolation=_ISOLATION)
     result, report = _run(inner, "test_isolation.py", _FAULTS)
     seen = outcomes(report)
-    assert result.ret == 0 and report["verdict"] == "conforming", _explain(result, report)
+    # PARTIAL: only the fault scenarios of the catalogue ran (docs/plugin.md, exit code 6).
+    assert result.ret == 6 and report["verdict"] == "partial", _explain(result, report)
     assert seen.pop(_CHAOS)[0] == "skipped"
     assert len(seen) >= 9 and {outcome for outcome, _ in seen.values()} == {"passed"}, seen
     result.assert_outcomes(passed=len(seen) + 2, skipped=1)  # + the two isolation tests
@@ -100,7 +101,7 @@ def test_target_cmd_runs_the_reference_server_as_an_implementation(inner: pytest
         str(ROOT / "scenarios" / "recovery.py"),
     )
     seen = outcomes(report)
-    assert result.ret == 0 and report["verdict"] == "conforming", _explain(result, report)
+    assert result.ret == 6 and report["verdict"] == "partial", _explain(result, report)
     assert {outcome for outcome, _ in seen.values()} == {"passed"}, seen
     assert _CHAOS in seen and _SIGKILL in seen and len(seen) >= 13
 

@@ -132,6 +132,6 @@ def test_plain_runs_are_left_alone(inner: pytest.Pytester, monkeypatch: pytest.M
 def test_report_folder_is_created(inner: pytest.Pytester) -> None:
     inner.makepyfile("import pytest\n@pytest.mark.lifecycle\ndef test_a(): pass")
     result = inner.runpytest("--taskqueue-report=out/deeper/report.json")
-    assert result.ret == pytest.ExitCode.OK
+    assert result.ret == 6  # PARTIAL: this one scenario is not the bundled catalogue
     assert pathlib.Path(inner.path, "out/deeper/report.json").is_file()
     assert pathlib.Path(inner.path, "out/deeper/report.md").is_file()

@@ -31,7 +31,7 @@ def test_two_workers_get_distinct_namespaces(inner: pytest.Pytester, fake_server
     result = inner.runpytest_subprocess(
         "test_record.py", "-n", "2", f"--taskqueue-target={target}", "--taskqueue-report=r.json"
     )
-    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    assert result.ret == 6, result.stdout.str()  # PARTIAL: its own scenarios, not the catalogue
     rows = [path.read_text().split() for path in sorted(out.iterdir())]
     assert len(rows) == 8
     workers = {row[0] for row in rows}
@@ -44,4 +44,4 @@ def test_two_workers_get_distinct_namespaces(inner: pytest.Pytester, fake_server
     assert len(set(keys)) == len(keys)
     for worker, _prefix, key in rows:
         assert f"-{worker}-" in key
-    result.stdout.fnmatch_lines(["taskqueue verdict: CONFORMING"])
+    result.stdout.fnmatch_lines(["taskqueue verdict: PARTIAL (*)"])
