@@ -1,7 +1,10 @@
 """The recorded history of a run: client operations, final task snapshots and event histories.
 
-A run records every client call as an ``Operation`` (invoked, then ok / fail / unknown), and at
-the end the final ``TaskSnapshot`` (GetTask) and ``Event`` list (ListTaskEvents) of each task.
+A run records every client call as an ``Operation`` (invoked, then ok / fail / unknown), every
+fault or crash as a ``Window`` (what, where, from when until it was healed and the target was
+SERVING again), and at the end the final ``TaskSnapshot`` (GetTask) and ``Event`` list
+(ListTaskEvents) of each task. What a read returned is kept in full but compactly in its
+operation's ``value`` (``compact_task``/``compact_events``; ``read_task``/``read_events`` decode).
 The whole ``History`` is plain data that round-trips through JSON, so a run can be saved and
 checked again offline. Enum values are kept as short names (``"COMPLETED"``), bytes as base64.
 """
@@ -23,16 +26,23 @@ from taskqueue_proto import taskqueue_pb2
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
+    "DETAIL_KEPT",
     "FORMAT",
     "INDETERMINATE_CODES",
+    "PROCESS_FAULT_KINDS",
     "Event",
     "History",
     "Operation",
     "Outcome",
     "Recorder",
     "TaskSnapshot",
+    "Window",
+    "compact_events",
+    "compact_task",
     "event_from_proto",
     "fingerprint",
+    "read_events",
+    "read_task",
     "snapshot_from_proto",
 ]
 
@@ -76,7 +86,12 @@ class Operation:
     ``outcome`` is ``None`` while the call is in flight. ``value`` holds the useful part of an
     ok answer (for a submit: ``task_id``, ``created``, ``status``). ``code`` is the gRPC status
     code name of a fail/unknown outcome. ``resolves`` names the op id of an unknown submit this
-    one retries with the same key. Times are wall-clock nanoseconds.
+    one retries with the same key. ``client`` is the workload client that made the call (None for
+    the run's own calls: health probes, resolving, draining). Times are wall-clock nanoseconds.
+
+    Reads keep what they saw: ``get`` ``{"task": compact_task(...)}``, ``list_events``
+    ``{"events": compact_events(...)}``, ``watch`` ``{"snapshots": [compact_task(...), ...],
+    "end": "OK" | "cancelled" | code}``.
     """
 
     id: int
@@ -91,6 +106,99 @@ class Operation:
     code: str | None = None
     detail: str = ""
     complete_ns: int | None = None
+    client: int | None = None
+
+
+@dataclass
+class Window:
+    """A fault or crash: ``kind`` (``latency``, ``down``, ``kill``, ``pause``...) on ``target``.
+
+    ``target`` is a link (``api``, ``worker_sqs``...) or a process (``server``, ``worker``).
+    It began at ``start_ns``, was healed at ``end_ns`` (None: never healed in the record) and the
+    target answered SERVING again at ``recovered_ns``. Wall-clock nanoseconds.
+    """
+
+    id: int
+    kind: str
+    target: str
+    start_ns: int
+    end_ns: int | None = None
+    recovered_ns: int | None = None
+    detail: str = ""
+
+    @property
+    def process(self) -> bool:
+        """A process fault (kill, pause) rather than a network one."""
+        return self.kind in PROCESS_FAULT_KINDS
+
+    def until_ns(self) -> int | None:
+        """The end of its effect: recovery when known, else healing (None: open)."""
+        return self.recovered_ns or self.end_ns
+
+    def overlaps(self, start_ns: int, end_ns: int | None) -> bool:
+        """Whether the window was open at some point of ``[start_ns, end_ns]`` (None: open-ended)."""
+        until = self.until_ns()
+        return (until is None or until >= start_ns) and (end_ns is None or self.start_ns <= end_ns)
+
+
+PROCESS_FAULT_KINDS = ("kill", "pause")
+"""Window kinds that act on a process, not a link."""
+
+DETAIL_KEPT = 120
+"""Characters of an event's detail or a task's last_error kept in a read's record."""
+
+
+def compact_task(task: taskqueue_pb2.Task) -> list[Any]:
+    """What a read of a task saw, compactly: ``[status, attempts, max_attempts, created_at_ns,
+    updated_at_ns, last_error]`` (timestamps 0 when unset, last_error shortened)."""
+    return [
+        _short(taskqueue_pb2.TaskStatus.Name(task.status), "TASK_STATUS_")
+        if task.status in taskqueue_pb2.TaskStatus.values()
+        else str(task.status),
+        task.attempts,
+        task.max_attempts,
+        task.created_at.ToNanoseconds() if task.HasField("created_at") else 0,
+        task.updated_at.ToNanoseconds() if task.HasField("updated_at") else 0,
+        task.last_error[:DETAIL_KEPT],
+    ]
+
+
+def compact_events(events: Iterable[taskqueue_pb2.TaskEvent]) -> list[list[Any]]:
+    """What a read of a history saw: ``[sequence, type, attempt, at_ns, detail]`` per event."""
+    return [
+        [
+            ev.sequence,
+            _short(taskqueue_pb2.TaskEventType.Name(ev.type), "TASK_EVENT_TYPE_")
+            if ev.type in taskqueue_pb2.TaskEventType.values()
+            else str(ev.type),
+            ev.attempt,
+            ev.at.ToNanoseconds() if ev.HasField("at") else 0,
+            ev.detail[:DETAIL_KEPT],
+        ]
+        for ev in events
+    ]
+
+
+def read_task(task_id: str, compact: list[Any]) -> contract.Task:
+    """Decode ``compact_task`` for the contract's rules."""
+    status, attempts, max_attempts, created_ns, updated_ns, last_error = compact
+    return contract.Task(
+        task_id=task_id,
+        status=contract.status_from_name(status),
+        attempts=attempts,
+        max_attempts=max_attempts,
+        last_error=last_error,
+        created_at_ns=created_ns or None,
+        updated_at_ns=updated_ns or None,
+    )
+
+
+def read_events(compact: list[list[Any]]) -> list[contract.Event]:
+    """Decode ``compact_events`` for the contract's rules."""
+    return [
+        contract.Event(seq, contract.event_type_from_name(kind), attempt, at_ns or None, detail)
+        for seq, kind, attempt, at_ns, detail in compact
+    ]
 
 
 @dataclass(frozen=True)
@@ -202,6 +310,11 @@ class History:
     tasks: dict[str, TaskSnapshot | None] = field(default_factory=dict)
     events: dict[str, list[Event]] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    windows: list[Window] = field(default_factory=list)
+
+    def active_windows(self, start_ns: int, end_ns: int | None) -> list[Window]:
+        """The faults and crashes open at some point of ``[start_ns, end_ns]``."""
+        return [window for window in self.windows if window.overlaps(start_ns, end_ns)]
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict with a ``format`` marker."""
@@ -211,6 +324,7 @@ class History:
             "operations": [asdict(op) for op in self.operations],
             "tasks": {tid: (snap.to_json() if snap else None) for tid, snap in self.tasks.items()},
             "events": {tid: [asdict(ev) for ev in evs] for tid, evs in self.events.items()},
+            "windows": [asdict(window) for window in self.windows],
         }
 
     @classmethod
@@ -226,6 +340,7 @@ class History:
             },
             events={tid: [Event(**ev) for ev in evs] for tid, evs in data.get("events", {}).items()},
             meta=dict(data.get("meta", {})),
+            windows=[Window(**window) for window in data.get("windows", [])],
         )
 
     def dumps(self) -> str:
@@ -260,6 +375,7 @@ class Recorder:
         self._ops: list[Operation] = []
         self._tasks: dict[str, TaskSnapshot | None] = {}
         self._events: dict[str, list[Event]] = {}
+        self._windows: list[Window] = []
         self.meta: dict[str, Any] = dict(meta or {})
 
     def invoke(
@@ -270,6 +386,7 @@ class Recorder:
         fingerprint: str | None = None,
         task_id: str | None = None,
         resolves: int | None = None,
+        client: int | None = None,
     ) -> int:
         """Record that a call of ``kind`` (``"submit"``, ``"get"``, ...) starts; return its op id."""
         with self._lock:
@@ -281,18 +398,43 @@ class Recorder:
                 fingerprint=fingerprint,
                 task_id=task_id,
                 resolves=resolves,
+                client=client,
             )
             self._ops.append(op)
             return op.id
 
-    def invoke_submit(self, request: taskqueue_pb2.SubmitTaskRequest, *, resolves: int | None = None) -> int:
+    def invoke_submit(
+        self,
+        request: taskqueue_pb2.SubmitTaskRequest,
+        *,
+        resolves: int | None = None,
+        client: int | None = None,
+    ) -> int:
         """``invoke`` for a SubmitTask request (key and fingerprint taken from it)."""
         return self.invoke(
             "submit",
             idempotency_key=request.idempotency_key,
             fingerprint=fingerprint(request.task_type, request.payload, request.max_attempts),
             resolves=resolves,
+            client=client,
         )
+
+    def window_start(self, kind: str, target: str, detail: str = "") -> int:
+        """A fault or crash begins now; returns its window id for ``window_end``/``window_recovered``."""
+        with self._lock:
+            window = Window(len(self._windows), kind, target, time.time_ns(), detail=detail)
+            self._windows.append(window)
+            return window.id
+
+    def window_end(self, window_id: int) -> None:
+        """The fault was healed (the process restarted or resumed) now."""
+        with self._lock:
+            self._windows[window_id].end_ns = time.time_ns()
+
+    def window_recovered(self, window_id: int) -> None:
+        """The target answered SERVING again after the fault, now."""
+        with self._lock:
+            self._windows[window_id].recovered_ns = time.time_ns()
 
     def _complete(self, op_id: int, outcome: Outcome, **changes: Any) -> None:
         with self._lock:
@@ -368,4 +510,5 @@ class Recorder:
                 tasks=dict(self._tasks),
                 events={tid: list(evs) for tid, evs in self._events.items()},
                 meta=dict(self.meta),
+                windows=[replace(window) for window in self._windows],
             )

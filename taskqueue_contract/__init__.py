@@ -31,7 +31,8 @@ Rules, each returning a list of ``Violation`` (empty when every rule holds):
 - Observation (8.4): ``prefix_violations(earlier, later)`` (a history read earlier is a prefix of
   a later one), ``snapshot_violations(snapshots)`` (one reader's successive snapshots only move
   along 2.2; attempts and updated_at never go back), ``observed_violations(reads, final)`` (one
-  reader's snapshots and histories, in order, against the task's final history).
+  reader's snapshots and histories, in order, against the task's final history);
+  ``state_index(read, walk)`` places one read among a history's states, to order reads in time.
 
 SHOULDs are not rules here (SUBMITTED's and DEAD's attempt 0, 4.2).
 """
@@ -58,6 +59,7 @@ from taskqueue_contract._rules import (
     observed_violations,
     prefix_violations,
     snapshot_violations,
+    state_index,
     task_field_violations,
     task_history_violations,
     walk_history,
@@ -89,6 +91,7 @@ __all__ = [
     "observed_violations",
     "prefix_violations",
     "snapshot_violations",
+    "state_index",
     "status_from_name",
     "status_name",
     "task_field_violations",

@@ -28,6 +28,7 @@ __all__ = [
     "observed_violations",
     "prefix_violations",
     "snapshot_violations",
+    "state_index",
     "task_field_violations",
     "task_history_violations",
     "walk_history",
@@ -475,8 +476,12 @@ def snapshot_violations(snapshots: Sequence[TaskLike], *, stream: bool = False) 
     return problems
 
 
-def _position(read: Task | list[Event], walk: HistoryWalk) -> int | None:
-    """Index of the state a read shows in ``walk.states`` (None when it shows none)."""
+def state_index(read: Task | list[Event], walk: HistoryWalk) -> int | None:
+    """Index in ``walk.states`` of the state a read shows (None when it shows none of them).
+
+    A snapshot shows the state with its status and attempts; a history read shows the last state
+    its events reach.
+    """
     if isinstance(read, Task):
         return next(
             (i for i, s in enumerate(walk.states) if (s.status, s.attempts) == (read.status, read.attempts)),
@@ -513,7 +518,7 @@ def observed_violations(
             shown, label = history, f"read {number} ({len(history)} events)"
             own = prefix_violations(history, final)
         problems.extend(Violation(v.section, f"{label}: {v.message}", v.rule) for v in own)
-        position = _position(shown, walk)
+        position = state_index(shown, walk)
         if position is None:
             continue
         if furthest is not None and position < furthest[0]:

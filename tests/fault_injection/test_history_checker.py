@@ -19,8 +19,10 @@ from fault_injection.history import (
     History,
     Operation,
     TaskSnapshot,
+    Window,
     check,
     fingerprint,
+    liveness,
 )
 
 Spec = str | tuple[str, int] | tuple[str, int, str]
@@ -49,6 +51,41 @@ class Builder:
         op.complete_ns = self._tick()
         self.history.operations.append(op)
         return op
+
+    def read(self, task_id: str, status: str, attempts: int, *, last_error: str | None = None) -> Operation:
+        """A GetTask that saw ``status``/``attempts``; other fields as the final task's."""
+        compact = self._compact(task_id, status, attempts, last_error)
+        return self.op("get", task_id=task_id, outcome="ok", value={"task": compact})
+
+    def _compact(
+        self, task_id: str, status: str, attempts: int, last_error: str | None = None
+    ) -> list[object]:
+        snap = self.history.tasks[task_id]
+        assert snap is not None
+        error = snap.last_error if last_error is None else last_error
+        return [status, attempts, snap.max_attempts, snap.created_at_ns, snap.updated_at_ns, error]
+
+    def list_read(self, task_id: str, count: int) -> Operation:
+        """A ListTaskEvents that saw the first ``count`` events of the final history."""
+        events = [
+            [e.sequence, e.type, e.attempt, e.at_ns, e.detail] for e in self.history.events[task_id][:count]
+        ]
+        return self.op("list_events", task_id=task_id, outcome="ok", value={"events": events})
+
+    def watch(self, task_id: str, states: list[tuple[str, int]], end: str = "OK") -> Operation:
+        """A WatchTask whose snapshots had these (status, attempts), closed with ``end``."""
+        snapshots = [self._compact(task_id, status, attempts) for status, attempts in states]
+        return self.op("watch", task_id=task_id, outcome="ok", value={"snapshots": snapshots, "end": end})
+
+    def window_open(self, kind: str = "kill", target: str = "worker") -> Window:
+        """A fault or crash begins now (close it with ``window_close``)."""
+        window = Window(len(self.history.windows), kind, target, self._tick())
+        self.history.windows.append(window)
+        return window
+
+    def window_close(self, window: Window) -> None:
+        window.end_ns = self._tick()
+        window.recovered_ns = self._tick()
 
     def _tick(self) -> int:
         self._clock += 1_000_000
@@ -125,10 +162,13 @@ def clean_history() -> History:
     b.task("fa-3", "fail_always", [*_fail_always(3), "D"], max_attempts=3)
     b.task("ft-2", "fail_times", [*_fail_always(2), ("P", 3), ("C", 3)], payload=b'{"times": 2}')
     b.task("ft-9", "fail_times", [*_fail_always(2), "D"], payload=b'{"times": 9}', max_attempts=2)
-    # An abandoned attempt left unrecorded, and one recorded as FAILED (spec 7.2): both legal.
+    # While the worker was killed: an abandoned attempt left unrecorded, and one recorded as
+    # FAILED (spec 7.2): both legal.
+    kill = b.window_open("kill", "worker")
     b.task("noop-abandoned", "noop", ["S", ("P", 1), ("P", 2), ("C", 2)])
     b.task("noop-abandoned-f", "noop", ["S", ("P", 1), ("F", 1, "attempt abandoned"), ("P", 2), ("C", 2)])
     b.task("fa-abandoned", "fail_always", ["S", ("P", 1), *_fail_always(5)[3:], "D"])
+    b.window_close(kill)
     # A submit with an unknown outcome, resolved by resubmitting the same key (created=false).
     b.op(
         idempotency_key="key-lossy",
@@ -147,10 +187,21 @@ def clean_history() -> History:
     )
     b.op(idempotency_key="key-noop-1", fingerprint="other", outcome="fail", code="ALREADY_EXISTS")
     b.op("get", task_id="noop-1", outcome="ok", value={"status": "COMPLETED"})
+    # Reads made during the run, each a point of the final history, never going back.
+    b.read("ft-2", "PENDING", 0)
+    b.list_read("ft-2", 3)
+    b.read("ft-2", "RETRYING", 1)
+    b.watch("ft-2", [("RETRYING", 2), ("PROCESSING", 3), ("COMPLETED", 3)])
+    b.read("ft-2", "COMPLETED", 3)
+    b.watch("fa-3", [("PROCESSING", 1)], end="cancelled")
+    b.watch("fa-3", [("DEAD", 3)], end="OK")
     b.op("get", task_id="nope", outcome="fail", code="NOT_FOUND")
     b.op("submit", idempotency_key="", outcome="fail", code="INVALID_ARGUMENT")
     b.op("health_before", outcome="fail", code="UNAVAILABLE")
     b.op("health_after", outcome="ok", value={"status": "SERVING"})
+    # The final submit after healing, answered.
+    b.task("final", "noop", ["S", ("P", 1), ("C", 1)])
+    b.history.meta["final_submit_op"] = len(b.history.operations) - 1
     return b.history
 
 
@@ -225,6 +276,149 @@ def _read_not_found(b: Builder) -> None:
 def _unhealthy(b: Builder) -> None:
     b.op("health_before", outcome="ok", value={"status": "SERVING"})
     b.op("health_after", outcome="fail", code="DEADLINE_EXCEEDED", detail="after fault 0")
+
+
+def _refuses_everything(b: Builder) -> None:
+    for index in range(50):
+        b.op(
+            idempotency_key=f"k{index}",
+            fingerprint=fingerprint("noop", b"", 0),
+            outcome="unknown",
+            code="UNAVAILABLE",
+            client=index % 4,
+        )
+
+
+def _unknown_never_resolved(b: Builder) -> None:
+    b.op(
+        idempotency_key="k",
+        fingerprint=fingerprint("noop", b"", 0),
+        outcome="unknown",
+        code="DEADLINE_EXCEEDED",
+    )
+
+
+def _final_submit_fails(b: Builder) -> None:
+    b.op(
+        idempotency_key="final",
+        fingerprint=fingerprint("noop", b"", 0),
+        outcome="unknown",
+        code="DEADLINE_EXCEEDED",
+    )
+    b.history.meta["final_submit_op"] = 0
+
+
+def _internal_during_outage(b: Builder) -> None:
+    outage = b.window_open("down", "server_dynamodb")
+    b.op(idempotency_key="k", fingerprint=fingerprint("noop", b"", 0), outcome="unknown", code="INTERNAL")
+    b.window_close(outage)
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)], key="k", created=False)
+
+
+def _unknown_to_a_read(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)], key="k")
+    b.op("get", task_id="t1", outcome="unknown", code="UNKNOWN", detail="Exception calling application")
+
+
+def _failed_precondition(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)], key="k")
+    b.op(
+        idempotency_key="k",
+        fingerprint=fingerprint("noop", b"", 0),
+        outcome="fail",
+        code="FAILED_PRECONDITION",
+    )
+
+
+def _ok_without_task_id(b: Builder) -> None:
+    b.op(
+        idempotency_key="k",
+        fingerprint=fingerprint("noop", b"", 0),
+        outcome="ok",
+        value={"task_id": "", "created": True, "status": "PENDING"},
+    )
+
+
+def _created_dead(b: Builder) -> None:
+    b.task("t1", "fail_always", [*_fail_always(5), "D"], key="k")
+    b.history.operations[0].value = {"task_id": "t1", "created": True, "status": "DEAD"}
+
+
+def _created_after_ack(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)], key="k", created=False)
+    b.op(
+        idempotency_key="k",
+        fingerprint=fingerprint("noop", b"", 5),
+        task_id="t1",
+        outcome="ok",
+        value={"task_id": "t1", "created": True, "status": "PENDING"},
+    )
+
+
+def _resubmit_status_never_had(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)], key="k")
+    b.op(
+        idempotency_key="k",
+        fingerprint=fingerprint("noop", b"", 5),
+        task_id="t1",
+        outcome="ok",
+        value={"task_id": "t1", "created": False, "status": "RETRYING"},
+    )
+
+
+def _abandoned_during_api_fault(b: Builder) -> None:
+    api = b.window_open("down", "api")
+    b.task("t1", "noop", ["S", ("P", 1), ("P", 2), ("C", 2)])
+    b.window_close(api)
+
+
+def _status_regresses(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)])
+    b.read("t1", "COMPLETED", 1)
+    b.read("t1", "PROCESSING", 1)
+
+
+def _history_shrinks(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)])
+    b.list_read("t1", 3)
+    b.list_read("t1", 2)
+
+
+def _history_rewritten(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)])
+    read = b.list_read("t1", 2)
+    assert read.value is not None
+    read.value["events"][1][2] = 7  # PROCESSING(7) seen, PROCESSING(1) in the end
+
+
+def _attempts_zero_mid_run(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)])
+    b.read("t1", "PROCESSING", 0)
+
+
+def _watch_closes_early(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)])
+    b.watch("t1", [("PENDING", 0), ("PROCESSING", 1)], end="OK")
+
+
+def _empty_last_error(b: Builder) -> None:
+    b.task("t1", "fail_always", [*_fail_always(5), "D"])
+    snap = b.history.tasks["t1"]
+    assert snap is not None
+    b.history.tasks["t1"] = replace(snap, last_error="")
+
+
+def _updated_before_created(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)])
+    snap = b.history.tasks["t1"]
+    assert snap is not None
+    b.history.tasks["t1"] = replace(snap, updated_at_ns=snap.created_at_ns - 1)
+
+
+def _event_without_at(b: Builder) -> None:
+    b.task("t1", "noop", ["S", ("P", 1), ("C", 1)])
+    events = b.history.events["t1"]
+    events[1] = replace(events[1], at_ns=0)
 
 
 CASES: dict[str, tuple[Callable[[Builder], None], set[tuple[str, str | None]]]] = {
@@ -343,6 +537,53 @@ CASES: dict[str, tuple[Callable[[Builder], None], set[tuple[str, str | None]]]] 
     ),
     "read_not_found": (_read_not_found, {("read_not_found", "t1")}),
     "unhealthy_after_fault": (_unhealthy, {("unhealthy_after_fault", None)}),
+    # The gaps of issue 9: each of these was clean before.
+    "refuses_everything": (_refuses_everything, {("no_progress", None), ("unresolved_unknown", None)}),
+    "unknown_never_resolved": (_unknown_never_resolved, {("unresolved_unknown", None)}),
+    "final_submit_fails": (
+        _final_submit_fails,
+        {("final_submit_failed", None), ("unresolved_unknown", None)},
+    ),
+    "internal_during_backend_outage": (_internal_during_outage, {("forbidden_code", None)}),
+    "unknown_to_a_read": (_unknown_to_a_read, {("forbidden_code", "t1")}),
+    "failed_precondition_on_resubmit": (_failed_precondition, {("failed_valid_request", None)}),
+    "ok_submit_without_task_id": (_ok_without_task_id, {("bad_submit_answer", None)}),
+    "only_created_false": (
+        lambda b: b.task("t1", "noop", ["S", ("P", 1), ("C", 1)], created=False),
+        {("never_created", "t1")},
+    ),
+    "created_true_with_status_dead": (_created_dead, {("bad_submit_answer", "t1")}),
+    "created_true_after_ack": (_created_after_ack, {("created_for_existing", "t1")}),
+    "resubmit_status_never_had": (_resubmit_status_never_had, {("bad_submit_answer", "t1")}),
+    "abandoned_detail_without_fault": (
+        lambda b: b.task("t1", "noop", ["S", ("P", 1), ("F", 1, "attempt abandoned"), ("P", 2), ("C", 2)]),
+        {("abandoned_without_fault", "t1")},
+    ),
+    "abandoned_five_times_without_fault": (
+        lambda b: b.task(
+            "t1", "fail_always", ["S", ("P", 1), ("P", 2), ("P", 3), ("P", 4), ("P", 5), ("F", 5), "D"]
+        ),
+        {("abandoned_without_fault", "t1")},
+    ),
+    "abandoned_during_api_fault_only": (_abandoned_during_api_fault, {("abandoned_without_fault", "t1")}),
+    "max_attempts_reads_0": (
+        lambda b: b.task("t1", "fail_always", [*_fail_always(7), "D"], max_attempts=0),
+        {("bad_task_field", "t1"), ("attempt_numbering", "t1"), ("dead_without_max_failures", "t1")},
+    ),
+    "status_regresses_between_reads": (_status_regresses, {("read_went_back", "t1")}),
+    "history_shrinks_between_reads": (_history_shrinks, {("read_went_back", "t1")}),
+    "history_read_rewritten": (_history_rewritten, {("read_went_back", "t1")}),
+    "attempts_0_while_processing": (_attempts_zero_mid_run, {("status_mismatch", "t1")}),
+    "watch_closes_before_the_end": (_watch_closes_early, {("watch_ended_early", "t1")}),
+    "failed_with_empty_detail": (
+        lambda b: b.task(
+            "t1", "fail_times", ["S", ("P", 1), ("F", 1, ""), ("P", 2), ("C", 2)], payload=b'{"times": 1}'
+        ),
+        {("bad_event_field", "t1")},
+    ),
+    "empty_last_error_after_failure": (_empty_last_error, {("bad_task_field", "t1")}),
+    "updated_before_created": (_updated_before_created, {("bad_task_field", "t1")}),
+    "event_without_at": (_event_without_at, {("bad_event_field", "t1")}),
 }
 
 
@@ -360,6 +601,30 @@ def test_each_anomaly_is_reported_with_rule_and_task(name: str) -> None:
         assert anomaly.evidence
         if anomaly.task_id is not None and anomaly.rule != "duplicate_task_for_key":
             assert anomaly.idempotency_key in ("k", f"key-{anomaly.task_id}")
+
+
+def test_forbidden_code_names_the_call_and_the_fault() -> None:
+    b = Builder()
+    _internal_during_outage(b)
+    (anomaly,) = check(b.history)
+    assert "op 0 submit key='k' answered INTERNAL" in anomaly.evidence
+    assert "down on server_dynamodb" in anomaly.evidence
+
+
+def test_liveness_counts_resolutions_and_the_fault_free_fraction() -> None:
+    b = Builder()
+    outage = b.window_open("down", "api")
+    b.op(idempotency_key="a", fingerprint=fingerprint("noop", b"", 0), outcome="unknown", code="UNAVAILABLE")
+    b.op(idempotency_key="b", fingerprint=fingerprint("noop", b"", 0), outcome="unknown", code="UNAVAILABLE")
+    b.window_close(outage)
+    b.task("ta", "noop", ["S", ("P", 1), ("C", 1)], key="a", created=False)
+    b.task("tb", "noop", ["S", ("P", 1), ("C", 1)], key="b", created=True)
+    b.op(idempotency_key="c", fingerprint=fingerprint("noop", b"", 0), outcome="unknown", code="UNAVAILABLE")
+    live = liveness(b.history)
+    assert (live.unknown_submits, live.resolved_existing, live.resolved_created_by_retry) == (3, 1, 1)
+    assert live.unresolved == [len(b.history.operations) - 1]
+    assert (live.offered_fault_free, live.acknowledged_fault_free) == (3, 2)
+    assert live.to_json()["fraction_fault_free"] == round(2 / 3, 4)
 
 
 def test_anomaly_in_a_big_clean_history_names_only_the_broken_task() -> None:

@@ -8,7 +8,16 @@ import threading
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from fault_injection.history import FORMAT, History, Recorder, TaskSnapshot, check, fingerprint
+from fault_injection.history import (
+    FORMAT,
+    History,
+    Recorder,
+    TaskSnapshot,
+    check,
+    compact_task,
+    fingerprint,
+    read_task,
+)
 from taskqueue_proto import taskqueue_pb2 as pb
 
 
@@ -56,6 +65,11 @@ def _recorded_run() -> Recorder:
         ],
     )
     rec.record_missing("t-gone")
+    crash = rec.window_start("kill", "worker", "SIGKILL, then started again")
+    rec.window_end(crash)
+    rec.window_recovered(crash)
+    read = rec.invoke("get", task_id="t1", client=3)
+    rec.ok(read, {"task": compact_task(pb.Task(task_id="t1", status=pb.TASK_STATUS_PENDING, max_attempts=5))})
     return rec
 
 
@@ -77,6 +91,18 @@ def test_recorder_converts_proto_messages() -> None:
         ("COMPLETED", 1),
     ]
     assert history.tasks["t-gone"] is None
+
+
+def test_windows_and_reads_are_recorded() -> None:
+    history = _recorded_run().history()
+    (window,) = history.windows
+    assert (window.kind, window.target, window.process) == ("kill", "worker", True)
+    assert window.end_ns is not None and window.recovered_ns is not None
+    assert history.active_windows(window.start_ns, window.start_ns) == [window]
+    read = history.operations[-1]
+    assert read.client == 3 and read.value is not None
+    snap = read_task("t1", read.value["task"])
+    assert (snap.status, snap.attempts, snap.created_at_ns) == (pb.TASK_STATUS_PENDING, 0, None)
 
 
 def test_json_round_trip_is_lossless(tmp_path: pathlib.Path) -> None:
