@@ -82,7 +82,7 @@ class Anomaly:
 def check(history: History, *, min_ack_fraction: float | None = None) -> list[Anomaly]:
     """Check a history against the contract; return every anomaly found (empty when clean).
 
-    ``min_ack_fraction``: the liveness threshold (default: the run's own, else 0.8).
+    ``min_ack_fraction``: the liveness threshold (default: the run's own, else 0.5).
     """
     found: list[Anomaly] = []
     submits = [op for op in history.operations if op.kind == "submit"]
@@ -141,19 +141,20 @@ def _check_answers(history: History, owner_ops: dict[str, list[Operation]], foun
     for op in history.operations:
         if op.kind == "submit" and op.outcome == "ok":
             _check_submit_answer(op, found)
-        if op.kind.startswith("health") or op.code is None:
+        code = op.code or (op.value or {}).get("end") if op.kind == "watch" else op.code
+        if op.kind.startswith("health") or code is None:
             continue
         call = _describe_call(op)
         task = op.task_id if op.kind != "submit" else None
         owners = owner_ops.get(task or "", [])
         key = op.idempotency_key or (owners[0].idempotency_key if owners else None)
-        if op.code in _FORBIDDEN_CODES:
+        if code in _FORBIDDEN_CODES:
             found.append(
                 Anomaly(
                     "forbidden_code",
                     task,
                     key,
-                    f"{call} answered {op.code} {op.detail[:160]!r} {_faults_during(history, op)}; "
+                    f"{call} answered {code} {op.detail[:160]!r} {_faults_during(history, op)}; "
                     "spec 9.1/9.2: never INTERNAL or UNKNOWN (UNAVAILABLE when a backend fails)",
                 )
             )

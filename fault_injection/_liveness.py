@@ -23,7 +23,7 @@ from fault_injection._history import History, Operation
 
 __all__ = ["DEFAULT_MIN_ACK_FRACTION", "Liveness", "liveness"]
 
-DEFAULT_MIN_ACK_FRACTION = 0.8
+DEFAULT_MIN_ACK_FRACTION = 0.5
 """The fraction of fault-free operations that must get a definite answer, unless a run says otherwise."""
 
 _MIN_SAMPLE = 10
@@ -71,7 +71,7 @@ def _counted(op: Operation, final_op: int | None) -> bool:
 
 
 def liveness(history: History, min_ack_fraction: float | None = None) -> Liveness:
-    """Measure a history's liveness (``min_ack_fraction``: default from the run's config, else 0.8)."""
+    """Measure a history's liveness (``min_ack_fraction``: default from the run's config, else 0.5)."""
     config = history.meta.get("config") or {}
     threshold = min_ack_fraction
     if threshold is None:

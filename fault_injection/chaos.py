@@ -1,12 +1,16 @@
-"""A seeded chaos run: a mixed client workload while a seeded schedule injects network faults.
+"""A seeded chaos run: a mixed client workload while a seeded schedule injects faults.
 
-``run_chaos`` drives every conformance task type against a TaskQueue target, records each call
-in a ``Recorder``, and meanwhile applies the faults of ``fault_schedule(seed, ...)`` one at a
-time to named Toxiproxy proxies, checking the target's health before and after each. Then it
-heals every link, resolves submits whose outcome is unknown (resubmitting with the same key, as
-a real client would), waits for every acknowledged task to become terminal (WatchTask, falling
-back to GetTask), collects final snapshots and histories, and returns the ``History`` for
-``fault_injection.history.check``.
+``run_chaos`` drives every conformance task type against a TaskQueue target (submits, resubmits,
+races, conflicts, GetTask, ListTaskEvents and WatchTask), records each call and everything each
+read saw in a ``Recorder``, and meanwhile applies the faults of ``fault_schedule(seed, ...)`` one
+at a time: network faults on named Toxiproxy proxies, and, when the harness hands over its
+processes, SIGKILL+restart and SIGSTOP/SIGCONT of the API server and the worker. Each fault is a
+window of the history (from its start until the target is SERVING again). Then it heals every
+link, makes a final submit that must succeed, resolves submits whose outcome is unknown
+(resubmitting the same request with the same key), waits for every acknowledged task to become
+terminal (WatchTask, falling back to GetTask; progress lines name the tasks still waited for),
+reports the tasks it gave up on with their evidence at once, collects final snapshots and
+histories, and returns the ``History`` for ``fault_injection.history.check``.
 
 The same seed gives the same fault schedule and the same workload choices per client loop; the
 interleaving of calls still depends on timing. Independent of pytest; runs in one asyncio loop.
@@ -21,7 +25,6 @@ import random
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from typing import Any, TypeVar
 
@@ -29,26 +32,38 @@ import grpc
 import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fault_injection import faults
 from fault_injection._backoff import Backoff
-from fault_injection._history import INDETERMINATE_CODES, History, Recorder
+from fault_injection._history import (
+    INDETERMINATE_CODES,
+    History,
+    Recorder,
+    compact_events,
+    compact_task,
+    event_from_proto,
+)
+from fault_injection._liveness import DEFAULT_MIN_ACK_FRACTION
+from fault_injection._schedule import (
+    FAULT_KINDS,
+    ProcessControl,
+    ScheduledFault,
+    fault_schedule,
+    open_fault,
+)
 from fault_injection._toxiproxy import Proxy, Toxiproxy, ToxiproxyError
-from fault_injection.faults import ActiveFault
-from taskqueue_contract import TERMINAL
+from taskqueue_contract import TERMINAL, status_name
 from taskqueue_proto import SERVICE_NAME, taskqueue_pb2, taskqueue_pb2_grpc
 
 __all__ = [
     "FAULT_KINDS",
     "ChaosConfig",
     "ChaosResult",
+    "ProcessControl",
     "ScheduledFault",
+    "default_drain_timeout",
     "fault_schedule",
     "open_fault",
     "run_chaos",
 ]
-
-FAULT_KINDS = ("latency", "bandwidth", "timeout", "reset_peer", "slicer", "limit_data", "down")
-"""Every fault kind the schedule draws from."""
 
 _CHANNEL_OPTIONS = [
     # Reconnect quickly once a link heals, instead of gRPC's default backoff of up to two minutes.
@@ -58,109 +73,6 @@ _CHANNEL_OPTIONS = [
     ("grpc.enable_retries", 0),
 ]
 _T = TypeVar("_T")
-
-
-@dataclass(frozen=True)
-class ScheduledFault:
-    """One fault of a schedule: what, where, in which direction, when and for how long."""
-
-    index: int
-    start_s: float
-    duration_s: float
-    proxy: str
-    kind: str
-    stream: faults.Direction
-    params: Mapping[str, int]
-
-    def describe(self) -> str:
-        """A one-line description for progress lines and reports."""
-        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        return (
-            f"fault {self.index}: {self.kind}({params}) on {self.proxy}/{self.stream} "
-            f"at {self.start_s:.1f}s for {self.duration_s:.1f}s"
-        )
-
-
-def _fault_params(rng: random.Random, kind: str) -> dict[str, int]:
-    if kind == "latency":
-        return {"ms": rng.randrange(50, 1500, 50), "jitter_ms": rng.randrange(0, 200, 10)}
-    if kind == "bandwidth":
-        return {"kbps": rng.choice((1, 4, 16, 64))}
-    if kind == "timeout":
-        return {"ms": rng.choice((0, 0, 500, 2000))}
-    if kind == "reset_peer":
-        return {"after_ms": rng.choice((0, 10, 100, 500))}
-    if kind == "slicer":
-        return {
-            "avg_size": rng.choice((1, 8, 64)),
-            "size_variation": 0,
-            "delay_us": rng.choice((10, 100, 1000)),
-        }
-    if kind == "limit_data":
-        return {"bytes": rng.choice((64, 512, 4096, 32768))}
-    if kind == "down":
-        return {}
-    raise ValueError(f"unknown fault kind {kind!r}; known: {', '.join(FAULT_KINDS)}")
-
-
-def fault_schedule(
-    seed: int,
-    duration_s: float,
-    proxies: Sequence[str],
-    *,
-    kinds: Sequence[str] = FAULT_KINDS,
-    gap_s: tuple[float, float] = (0.5, 2.5),
-    length_s: tuple[float, float] = (0.5, 3.0),
-) -> list[ScheduledFault]:
-    """The faults of a run, one after another, all healed before ``duration_s``.
-
-    A pure function of its arguments: the same seed gives the same schedule.
-    """
-    if not proxies or not kinds:
-        return []
-    rng = random.Random(f"fault-schedule:{seed}")
-    schedule: list[ScheduledFault] = []
-    at = rng.uniform(*gap_s)
-    while True:
-        length = round(rng.uniform(*length_s), 3)
-        if at + length > duration_s:
-            return schedule
-        kind = rng.choice(list(kinds))
-        stream: faults.Direction = (
-            "both" if kind == "down" else rng.choice(("upstream", "downstream", "both"))
-        )
-        schedule.append(
-            ScheduledFault(
-                index=len(schedule),
-                start_s=round(at, 3),
-                duration_s=length,
-                proxy=rng.choice(list(proxies)),
-                kind=kind,
-                stream=stream,
-                params=_fault_params(rng, kind),
-            )
-        )
-        at += length + rng.uniform(*gap_s)
-
-
-def open_fault(fault: ScheduledFault, proxy: Proxy) -> AbstractContextManager[ActiveFault]:
-    """The named fault context for one scheduled fault."""
-    p, s = fault.params, fault.stream
-    if fault.kind == "latency":
-        return faults.latency(proxy, p["ms"], p.get("jitter_ms", 0), stream=s)
-    if fault.kind == "bandwidth":
-        return faults.bandwidth(proxy, p["kbps"], stream=s)
-    if fault.kind == "timeout":
-        return faults.timeout(proxy, p.get("ms", 0), stream=s)
-    if fault.kind == "reset_peer":
-        return faults.reset_peer(proxy, p.get("after_ms", 0), stream=s)
-    if fault.kind == "slicer":
-        return faults.slicer(proxy, p["avg_size"], p.get("size_variation", 0), p.get("delay_us", 0), stream=s)
-    if fault.kind == "limit_data":
-        return faults.limit_data(proxy, p["bytes"], stream=s)
-    if fault.kind == "down":
-        return faults.down(proxy)
-    raise ValueError(f"unknown fault kind {fault.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -176,11 +88,34 @@ class ChaosConfig:
     rpc_timeout_s: float = 2.0
     resolve_timeout_s: float = 60.0
     health_timeout_s: float = 30.0
-    drain_timeout_s: float = 180.0
+    drain_timeout_s: float | None = None
+    """Seconds to wait for every task to be terminal after healing (None: ``default_drain_timeout``)."""
     drain_concurrency: int = 8
     collect_timeout_s: float = 60.0
     race_width: int = 4
     progress_every_s: float = 5.0
+    watch_timeout_s: float = 3.0
+    """How long a workload WatchTask follows its task before the client stops watching."""
+    final_submit_timeout_s: float = 10.0
+    min_ack_fraction: float = DEFAULT_MIN_ACK_FRACTION
+    """Liveness: the share of operations made while no fault was active that must be answered."""
+    fault_processes: Sequence[str] = ()
+    """Processes the schedule may kill or pause (``server``, ``worker``): only those the harness owns."""
+    skipped_links: Mapping[str, str] = field(default_factory=dict)
+    """Links not faulted and why (recorded in the history's meta for the report)."""
+
+    def drain_timeout(self) -> float:
+        """``drain_timeout_s``, or the default sized from the run."""
+        return (
+            self.drain_timeout_s
+            if self.drain_timeout_s is not None
+            else default_drain_timeout(self.duration_s)
+        )
+
+
+def default_drain_timeout(duration_s: float) -> float:
+    """30 s plus half the run's duration: time for the backlog, retries and abandoned attempts."""
+    return 30.0 + duration_s / 2
 
 
 @dataclass
@@ -192,6 +127,8 @@ class ChaosResult:
     applied: list[str] = field(default_factory=list)
     codes: dict[str, int] = field(default_factory=dict)
     undrained: list[str] = field(default_factory=list)
+    lost: list[str] = field(default_factory=list)
+    """One line of evidence per task the drain gave up on (its last snapshot and history)."""
 
     @property
     def operations(self) -> int:
@@ -210,27 +147,40 @@ class _Client:
         self.codes: dict[str, int] = {}
         self.acknowledged: dict[str, taskqueue_pb2.SubmitTaskRequest] = {}
         self.unresolved: dict[int, taskqueue_pb2.SubmitTaskRequest] = {}
+        self.last_seen: dict[str, taskqueue_pb2.Task] = {}
 
     def _count(self, code: str) -> None:
         self.codes[code] = self.codes.get(code, 0) + 1
 
+    def _failed(self, op: int, exc: grpc.aio.AioRpcError) -> str:
+        """Record a failed call as unknown (indeterminate codes) or fail; return the outcome."""
+        code = exc.code().name
+        self._count(code)
+        if code in INDETERMINATE_CODES:
+            self.recorder.unknown(op, code, exc.details() or "")
+            return "unknown"
+        self.recorder.fail(op, code, exc.details() or "")
+        return "fail"
+
     async def submit(
-        self, request: taskqueue_pb2.SubmitTaskRequest, resolves: int | None = None
+        self,
+        request: taskqueue_pb2.SubmitTaskRequest,
+        resolves: int | None = None,
+        *,
+        client: int | None = None,
+        rpc_timeout_s: float | None = None,
     ) -> tuple[str, int]:
         """One recorded SubmitTask; returns its outcome (``ok``/``fail``/``unknown``) and op id."""
-        op = self.recorder.invoke_submit(request, resolves=resolves)
+        op = self.recorder.invoke_submit(request, resolves=resolves, client=client)
         try:
-            response = await self.stub.SubmitTask(request, timeout=self.config.rpc_timeout_s)
+            response = await self.stub.SubmitTask(request, timeout=rpc_timeout_s or self.config.rpc_timeout_s)
         except grpc.aio.AioRpcError as exc:
-            code = exc.code().name
-            self._count(code)
-            if code in INDETERMINATE_CODES:
-                self.recorder.unknown(op, code, exc.details() or "")
+            outcome = self._failed(op, exc)
+            if outcome == "unknown":
                 self.unresolved.setdefault(resolves if resolves is not None else op, request)
-                return "unknown", op
-            self.recorder.fail(op, code, exc.details() or "")
-            self._resolved(request)
-            return "fail", op
+            else:
+                self._resolved(request)
+            return outcome, op
         self._count("OK")
         self.recorder.ok_submit(op, response)
         self.acknowledged.setdefault(response.task_id, request)
@@ -242,12 +192,14 @@ class _Client:
         for op_id in [op_id for op_id, pending in self.unresolved.items() if pending == request]:
             del self.unresolved[op_id]
 
-    async def submit_resolving(self, request: taskqueue_pb2.SubmitTaskRequest, deadline: float) -> None:
+    async def submit_resolving(
+        self, request: taskqueue_pb2.SubmitTaskRequest, deadline: float, client: int | None = None
+    ) -> None:
         """Submit; while the outcome is unknown, resubmit the same key and request until ``deadline``."""
-        outcome, first = await self.submit(request)
+        outcome, first = await self.submit(request, client=client)
         backoff = Backoff(deadline - time.monotonic(), cap=1.0)
         while outcome == "unknown" and await backoff.wait():
-            outcome, _ = await self.submit(request, resolves=self._first_op(first, request))
+            outcome, _ = await self.submit(request, resolves=self._first_op(first, request), client=client)
 
     def _first_op(self, hint: int, request: taskqueue_pb2.SubmitTaskRequest) -> int:
         for op_id, pending in self.unresolved.items():
@@ -255,27 +207,66 @@ class _Client:
                 return op_id
         return hint
 
-    async def read(self, kind: str, task_id: str) -> None:
-        """A recorded GetTask (``get``) or ListTaskEvents (``list_events``)."""
-        op = self.recorder.invoke(kind, task_id=task_id)
+    def _seen(self, task: taskqueue_pb2.Task) -> None:
+        self.last_seen[task.task_id] = task
+
+    async def get(self, task_id: str, client: int | None = None) -> taskqueue_pb2.Task | None:
+        """A recorded GetTask; the task, or None when the call failed."""
+        op = self.recorder.invoke("get", task_id=task_id, client=client)
         try:
-            if kind == "get":
-                task = await self.stub.GetTask(
-                    taskqueue_pb2.GetTaskRequest(task_id=task_id), timeout=self.config.rpc_timeout_s
-                )
-                value: dict[str, Any] = {"status": taskqueue_pb2.TaskStatus.Name(task.status)}
-            else:
-                answer = await self.stub.ListTaskEvents(
-                    taskqueue_pb2.ListTaskEventsRequest(task_id=task_id), timeout=self.config.rpc_timeout_s
-                )
-                value = {"events": len(answer.events)}
+            task = await self.stub.GetTask(
+                taskqueue_pb2.GetTaskRequest(task_id=task_id), timeout=self.config.rpc_timeout_s
+            )
         except grpc.aio.AioRpcError as exc:
-            self._count(exc.code().name)
-            record = self.recorder.unknown if exc.code().name in INDETERMINATE_CODES else self.recorder.fail
-            record(op, exc.code().name, exc.details() or "")
+            self._failed(op, exc)
+            return None
+        self._count("OK")
+        self._seen(task)
+        self.recorder.ok(op, {"task": compact_task(task)})
+        return task
+
+    async def list_events(self, task_id: str, client: int | None = None) -> None:
+        """A recorded ListTaskEvents."""
+        op = self.recorder.invoke("list_events", task_id=task_id, client=client)
+        try:
+            answer = await self.stub.ListTaskEvents(
+                taskqueue_pb2.ListTaskEventsRequest(task_id=task_id), timeout=self.config.rpc_timeout_s
+            )
+        except grpc.aio.AioRpcError as exc:
+            self._failed(op, exc)
             return
         self._count("OK")
-        self.recorder.ok(op, value)
+        self.recorder.ok(op, {"events": compact_events(answer.events)})
+
+    async def watch(self, task_id: str, timeout_s: float, client: int | None = None) -> str:
+        """A recorded WatchTask followed for up to ``timeout_s``: ``terminal``, ``stopped``, or a code.
+
+        ``end`` in the record is ``OK`` (the server closed the stream), ``cancelled`` (the client
+        stopped watching: a terminal snapshot arrived, or time was up) or the error code.
+        """
+        op = self.recorder.invoke("watch", task_id=task_id, client=client)
+        snapshots: list[list[Any]] = []
+        call = self.stub.WatchTask(taskqueue_pb2.WatchTaskRequest(task_id=task_id))
+        end, result = "OK", "stopped"
+        try:
+            async with asyncio.timeout(timeout_s):
+                async for snapshot in call:
+                    snapshots.append(compact_task(snapshot))
+                    self._seen(snapshot)
+                    if snapshot.status in TERMINAL:
+                        result = "terminal"
+        except TimeoutError:
+            call.cancel()
+            end = "cancelled"
+        except grpc.aio.AioRpcError as exc:
+            if not snapshots:
+                self._failed(op, exc)
+                return exc.code().name
+            end = exc.code().name
+            result = result if result == "terminal" else end
+        self._count("OK" if end in ("OK", "cancelled") else end)
+        self.recorder.ok(op, {"snapshots": snapshots, "end": end})
+        return result
 
     async def health(self, kind: str, timeout_s: float, detail: str) -> bool:
         """Probe health until SERVING or ``timeout_s``; record one ``kind`` op with the result."""
@@ -337,14 +328,14 @@ async def _client_loop(client: _Client, index: int, stop_at: float) -> None:
         if roll < 0.55 or not mine:
             request = _new_request(rng, key)
             mine.append(request)
-            await client.submit_resolving(request, resolve_by)
+            await client.submit_resolving(request, resolve_by, index)
         elif roll < 0.65:
-            await client.submit_resolving(rng.choice(mine), resolve_by)
+            await client.submit_resolving(rng.choice(mine), resolve_by, index)
         elif roll < 0.72:
             request = _new_request(rng, key)
             mine.append(request)
             width = max(2, config.race_width)
-            await asyncio.gather(*(client.submit_resolving(request, resolve_by) for _ in range(width)))
+            await asyncio.gather(*(client.submit_resolving(request, resolve_by, index) for _ in range(width)))
         elif roll < 0.77:
             base = rng.choice(mine)
             conflict = taskqueue_pb2.SubmitTaskRequest()
@@ -353,11 +344,18 @@ async def _client_loop(client: _Client, index: int, stop_at: float) -> None:
             if base.task_type in ("sleep", "fail_times"):
                 conflict.max_attempts = (base.max_attempts or 5) % 100 + 1
                 conflict.payload = base.payload
-            await client.submit(conflict)
+            await client.submit(conflict, client=index)
         else:
             known = list(client.acknowledged)
             if known:
-                await client.read(rng.choice(("get", "list_events")), rng.choice(known))
+                task_id = rng.choice(known)
+                read = rng.choice(("get", "list_events", "watch"))
+                if read == "get":
+                    await client.get(task_id, index)
+                elif read == "list_events":
+                    await client.list_events(task_id, index)
+                else:
+                    await client.watch(task_id, config.watch_timeout_s, index)
         next_at += interval
         delay = next_at - time.monotonic()
         if delay > 0:
@@ -370,28 +368,54 @@ async def _fault_loop(
     client: _Client,
     schedule: Sequence[ScheduledFault],
     proxies: Mapping[str, Proxy],
+    processes: Mapping[str, ProcessControl],
     started: float,
     applied: list[str],
     state: dict[str, str],
     progress: Callable[[str], None],
 ) -> None:
-    """Apply the schedule's faults one at a time, each between two health checks."""
+    """Apply the schedule's faults one at a time, each between two health checks, each a window."""
+    recorder = client.recorder
     for fault in schedule:
         wait = started + fault.start_s - time.monotonic()
         if wait > 0:
             await asyncio.sleep(wait)  # the schedule's own timing
         await client.health("health_before", client.config.health_timeout_s, f"before {fault.describe()}")
-        context = open_fault(fault, proxies[fault.proxy])
-        await asyncio.to_thread(context.__enter__)
         state["current"] = f"{fault.kind} on {fault.proxy}"
         progress(f"chaos: {fault.describe()}")
+        window = recorder.window_start(fault.kind, fault.proxy, fault.describe())
         try:
-            await asyncio.sleep(fault.duration_s)  # the fault lasts this long by design
+            if fault.process:
+                await _process_fault(fault, processes[fault.proxy])
+            else:
+                context = open_fault(fault, proxies[fault.proxy])
+                await asyncio.to_thread(context.__enter__)
+                try:
+                    await asyncio.sleep(fault.duration_s)  # the fault lasts this long by design
+                finally:
+                    await asyncio.to_thread(context.__exit__, None, None, None)
         finally:
-            await asyncio.to_thread(context.__exit__, None, None, None)
+            recorder.window_end(window)
             state["current"] = "none"
         applied.append(fault.describe())
-        await client.health("health_after", client.config.health_timeout_s, f"after {fault.describe()}")
+        if await client.health("health_after", client.config.health_timeout_s, f"after {fault.describe()}"):
+            recorder.window_recovered(window)
+
+
+async def _process_fault(fault: ScheduledFault, process: ProcessControl) -> None:
+    """SIGKILL then start again, or SIGSTOP then SIGCONT, ``fault.duration_s`` apart."""
+    if fault.kind == "kill":
+        await asyncio.to_thread(process.kill)
+        try:
+            await asyncio.sleep(fault.duration_s)  # down this long by design
+        finally:
+            await asyncio.to_thread(process.start)
+    else:
+        await asyncio.to_thread(process.pause)
+        try:
+            await asyncio.sleep(fault.duration_s)  # stopped this long by design
+        finally:
+            await asyncio.to_thread(process.resume)
 
 
 async def _every(interval_s: float, line: Callable[[], str], progress: Callable[[str], None]) -> None:
@@ -422,29 +446,17 @@ async def _retrying(call: Callable[[], Awaitable[_T]], deadline: float) -> _T:
 
 
 async def _wait_terminal(client: _Client, task_id: str, deadline: float) -> bool:
-    """Wait for one task to be terminal: WatchTask first, GetTask polling as the fallback."""
+    """Wait for one task to be terminal: WatchTask first, GetTask polling as the fallback (all recorded)."""
     backoff = Backoff(deadline - time.monotonic(), cap=1.0)
     while not backoff.expired:
-        try:
-            call = client.stub.WatchTask(
-                taskqueue_pb2.WatchTaskRequest(task_id=task_id), timeout=max(0.1, deadline - time.monotonic())
-            )
-            async for snapshot in call:
-                if snapshot.status in TERMINAL:
-                    call.cancel()
-                    return True
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return False
-        try:
-            task = await client.stub.GetTask(
-                taskqueue_pb2.GetTaskRequest(task_id=task_id), timeout=client.config.rpc_timeout_s
-            )
-            if task.status in TERMINAL:
-                return True
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.NOT_FOUND:
-                return False
+        ended = await client.watch(task_id, max(0.1, backoff.remaining()))
+        if ended == "terminal":
+            return True
+        if ended == "NOT_FOUND":
+            return False
+        task = await client.get(task_id)
+        if task is not None and task.status in TERMINAL:
+            return True
         await backoff.wait()
     return False
 
@@ -471,11 +483,27 @@ async def _collect(client: _Client, task_id: str, deadline: float) -> None:
         client.recorder.record_events(task_id, answer.events)
 
 
+def _waiting_for(client: _Client, task_ids: Sequence[str], terminal: set[str], limit: int = 5) -> str:
+    """``t1 (PENDING, 0 attempts), t2 (never seen), ... and 3 more``: tasks still not terminal."""
+    left = [task_id for task_id in task_ids if task_id not in terminal]
+    shown = []
+    for task_id in left[:limit]:
+        seen = client.last_seen.get(task_id)
+        shown.append(
+            f"{task_id} ({status_name(seen.status)}, {seen.attempts} attempts)"
+            if seen is not None
+            else f"{task_id} (not read yet)"
+        )
+    more = f" and {len(left) - limit} more" if len(left) > limit else ""
+    return ", ".join(shown) + more
+
+
 async def _drain(
     client: _Client, task_ids: Sequence[str], config: ChaosConfig, progress: Callable[[str], None]
 ) -> set[str]:
     """Wait (a few watches at a time, so the target is not flooded) until every task is terminal."""
-    deadline = time.monotonic() + config.drain_timeout_s
+    timeout = config.drain_timeout()
+    deadline = time.monotonic() + timeout
     terminal: set[str] = set()
     gate = asyncio.Semaphore(config.drain_concurrency)
 
@@ -484,18 +512,45 @@ async def _drain(
             if await _wait_terminal(client, task_id, deadline):
                 terminal.add(task_id)
 
-    reporter = asyncio.create_task(
-        _every(
-            config.progress_every_s,
-            lambda: f"chaos: draining, {len(terminal)}/{len(task_ids)} terminal",
-            progress,
+    def line() -> str:
+        left = deadline - time.monotonic()
+        text = f"chaos: draining, {len(terminal)}/{len(task_ids)} terminal, {left:.0f}s left"
+        return text + (
+            f"; waiting for {_waiting_for(client, task_ids, terminal)}"
+            if len(terminal) < len(task_ids)
+            else ""
         )
-    )
+
+    progress(f"chaos: draining {len(task_ids)} tasks (gives up after {timeout:.0f}s, --drain-timeout)")
+    reporter = asyncio.create_task(_every(config.progress_every_s, line, progress))
     try:
         await asyncio.gather(*(wait_one(tid) for tid in task_ids))
     finally:
         reporter.cancel()
     return terminal
+
+
+async def _evidence(client: _Client, task_id: str) -> str:
+    """One line on a task the drain gave up on: its key, last snapshot and history as read now."""
+    request = client.acknowledged.get(task_id)
+    key = request.idempotency_key if request is not None else "?"
+    what = f"task {task_id} key {key} ({request.task_type if request is not None else '?'})"
+    try:
+        task = await client.stub.GetTask(
+            taskqueue_pb2.GetTaskRequest(task_id=task_id), timeout=client.config.rpc_timeout_s
+        )
+        answer = await client.stub.ListTaskEvents(
+            taskqueue_pb2.ListTaskEventsRequest(task_id=task_id), timeout=client.config.rpc_timeout_s
+        )
+    except grpc.aio.AioRpcError as exc:
+        return f"{what}: reading it failed {exc.code().name} {exc.details() or ''}".rstrip()
+    events = (
+        " ".join(event_from_proto(event).to_contract().label() for event in answer.events) or "(no events)"
+    )
+    state = (
+        f"{status_name(task.status)}, attempts {task.attempts}, updated_at {task.updated_at.ToJsonString()}"
+    )
+    return f"{what}: {state}; events: {events}"
 
 
 def _stderr(line: str) -> None:
@@ -509,16 +564,29 @@ async def run_chaos(
     *,
     channel: grpc.aio.Channel | None = None,
     progress: Callable[[str], None] = _stderr,
+    processes: Mapping[str, ProcessControl] | None = None,
 ) -> ChaosResult:
     """Run the workload and fault schedule against ``target`` and return the recorded history.
 
     ``toxiproxy`` and ``config.fault_proxies`` name the links to break (none: a run without
-    faults). ``channel`` overrides the insecure channel to ``target`` (e.g. for TLS); it is
-    not closed here. Check the result with ``fault_injection.history.check(result.history)``.
+    network faults); ``processes`` the harness's own processes by name, of which those in
+    ``config.fault_processes`` are killed and paused too. ``channel`` overrides the insecure
+    channel to ``target`` (e.g. for TLS); it is not closed here. Check the result with
+    ``fault_injection.history.check(result.history)``.
     """
-    schedule = fault_schedule(config.seed, config.duration_s, config.fault_proxies, kinds=config.fault_kinds)
+    owned = dict(processes or {})
+    missing = [name for name in config.fault_processes if name not in owned]
+    if missing:
+        raise ValueError(f"fault_processes {', '.join(missing)} were named but not handed over")
+    schedule = fault_schedule(
+        config.seed,
+        config.duration_s,
+        config.fault_proxies,
+        kinds=config.fault_kinds,
+        processes=tuple(config.fault_processes),
+    )
     proxies: dict[str, Proxy] = {}
-    if schedule:
+    if any(not fault.process for fault in schedule):
         if toxiproxy is None:
             raise ValueError("fault_proxies were named but no Toxiproxy client was given")
         for name in config.fault_proxies:
@@ -530,9 +598,12 @@ async def run_chaos(
             "seed": config.seed,
             "target": target,
             "config": {
-                k: (list(v) if isinstance(v, (list, tuple)) else v) for k, v in asdict(config).items()
+                k: (list(v) if isinstance(v, (list, tuple)) else dict(v) if isinstance(v, Mapping) else v)
+                for k, v in asdict(config).items()
             },
+            "drain_timeout_s": config.drain_timeout(),
             "schedule": [asdict(f) for f in schedule],
+            "skipped_links": dict(config.skipped_links),
         }
     )
     client = _Client(chan, recorder, config)
@@ -557,7 +628,9 @@ async def run_chaos(
         )
         try:
             async with asyncio.TaskGroup() as group:
-                group.create_task(_fault_loop(client, schedule, proxies, started, applied, state, progress))
+                group.create_task(
+                    _fault_loop(client, schedule, proxies, owned, started, applied, state, progress)
+                )
                 for i in range(config.clients):
                     group.create_task(_client_loop(client, i, stop_at))
         finally:
@@ -565,12 +638,27 @@ async def run_chaos(
             await asyncio.to_thread(_heal, proxies)
         progress(f"chaos: workload done, {recorder.operation_count} ops; healing, resolving and draining")
         await client.health("health_after_heal", config.health_timeout_s, "after healing every link")
+        final = taskqueue_pb2.SubmitTaskRequest(
+            idempotency_key=f"chaos-{config.seed}-final", task_type="noop"
+        )
+        outcome, final_op = await client.submit(final, rpc_timeout_s=config.final_submit_timeout_s)
+        recorder.meta["final_submit_op"] = final_op
+        progress(f"chaos: final submit after healing: {outcome}")
         resolve_by = time.monotonic() + config.resolve_timeout_s
         for request in list(client.unresolved.values()):
             await client.submit_resolving(request, resolve_by)
         task_ids = recorder.acknowledged_task_ids()
         terminal = await _drain(client, task_ids, config, progress)
         undrained = [tid for tid in task_ids if tid not in terminal]
+        lost: list[str] = []
+        if undrained:
+            progress(
+                f"chaos: gave up draining after {config.drain_timeout():.0f}s (--drain-timeout): "
+                f"{len(undrained)} of {len(task_ids)} tasks not terminal"
+            )
+            for task_id in undrained:
+                lost.append(await _evidence(client, task_id))
+                progress(f"chaos:   {lost[-1]}")
         progress(f"chaos: {len(terminal)}/{len(task_ids)} tasks terminal; collecting final state")
         collect_by = time.monotonic() + config.collect_timeout_s
         gate = asyncio.Semaphore(4)
@@ -586,6 +674,7 @@ async def run_chaos(
             applied=applied,
             codes=dict(client.codes),
             undrained=undrained,
+            lost=lost,
         )
     finally:
         if proxies:
