@@ -8,7 +8,10 @@ it too.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import pathlib
+import socket
 from collections.abc import AsyncGenerator, Callable, Sequence
 from typing import Any, Final, TypeVar
 
@@ -26,6 +29,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "ReadinessError",
     "TaskQueueClient",
+    "check_listening",
     "describe_rpc_error",
 ]
 
@@ -54,6 +58,30 @@ _Resp = TypeVar("_Resp")
 
 class ReadinessError(RuntimeError):
     """The target did not become ready (health SERVING, GetServerInfo answered) before a deadline."""
+
+
+async def check_listening(target: str, timeout: float) -> None:  # noqa: ASYNC109 (a connect deadline)
+    """Raise ``ReadinessError`` at once when nothing can listen at ``target`` (``host:port``).
+
+    A refused connection or a host that does not resolve will not mend by waiting for a server
+    that someone else started, so it is reported now; a connection that merely hangs is left to
+    ``wait_ready``'s deadline.
+    """
+    host, _, port = target.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, int(port)), timeout)
+    except TimeoutError:
+        return
+    except ConnectionRefusedError:
+        raise ReadinessError(f"connection refused (nothing listens on {host} port {port})") from None
+    except socket.gaierror as error:
+        raise ReadinessError(f"host {host!r} does not resolve ({error.strerror})") from None
+    except OSError as error:
+        raise ReadinessError(error.strerror or str(error)) from None
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
 
 
 def describe_rpc_error(error: BaseException) -> str:

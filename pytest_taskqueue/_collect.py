@@ -113,14 +113,15 @@ def bundled_scenarios_dir() -> pathlib.Path | None:
 
 
 def add_bundled_suite(config: pytest.Config, options: TaskQueueConfig) -> None:
-    """Add the bundled scenarios to what is collected, when the user gave a target and no paths.
+    """Add the bundled scenarios to what is collected, when the user named an implementation and no paths.
 
-    ``pytest --taskqueue-target=HOST:PORT`` in any folder runs the whole suite. Only a run with
-    neither positional arguments nor ``testpaths`` (pytest fell back to the current folder) is
-    changed, and the current folder stays collected; a plain ``pytest`` without a target is
-    never touched.
+    ``pytest --taskqueue-target=HOST:PORT`` (or ``--taskqueue-target-cmd=...``) in any folder runs
+    the whole suite. Only a run with neither positional arguments nor ``testpaths`` (pytest fell
+    back to the current folder) is changed, and the current folder stays collected; a plain
+    ``pytest`` naming no implementation is never touched.
     """
-    if options.target is None or config.args_source is not pytest.Config.ArgsSource.INVOCATION_DIR:
+    named = options.target is not None or options.target_cmd is not None
+    if not named or config.args_source is not pytest.Config.ArgsSource.INVOCATION_DIR:
         return
     folder = config.stash.get(BUNDLED_KEY, None)
     if folder is not None and str(folder) not in config.args:

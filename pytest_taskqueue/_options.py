@@ -206,45 +206,50 @@ def add_options(parser: pytest.Parser) -> None:
 
 
 def load_config(config: pytest.Config) -> TaskQueueConfig:
-    """Read, merge and validate the options; raise ``pytest.UsageError`` naming a bad one."""
-    target = _pick(config, "--taskqueue-target", "TASKQUEUE_TARGET", "taskqueue_target")
-    if target is not None:
-        parse_target(target)
+    """Read, merge and validate the options; raise ``pytest.UsageError`` naming a bad one.
+
+    The error names what the user set: the option, the environment variable or the ini key.
+    """
+    target_set = _pick(config, "--taskqueue-target", "TASKQUEUE_TARGET", "taskqueue_target")
+    target = None
+    if target_set is not None:
+        parse_target(target_set.value, target_set.name)
+        target = target_set.value
     timeout = _seconds(
-        _pick(config, "--taskqueue-timeout", "TASKQUEUE_TIMEOUT", "taskqueue_timeout"),
-        "--taskqueue-timeout",
-        DEFAULT_TIMEOUT_S,
+        _pick(config, "--taskqueue-timeout", "TASKQUEUE_TIMEOUT", "taskqueue_timeout"), DEFAULT_TIMEOUT_S
     )
     connect_timeout = _seconds(
         _pick(
             config, "--taskqueue-connect-timeout", "TASKQUEUE_CONNECT_TIMEOUT", "taskqueue_connect_timeout"
         ),
-        "--taskqueue-connect-timeout",
         DEFAULT_CONNECT_TIMEOUT_S,
     )
-    report_opt = _pick(config, "--taskqueue-report", None, None)
-    report = _report_path(report_opt) if report_opt is not None else None
-    ca_opt = _pick(config, "--taskqueue-tls-ca", "TASKQUEUE_TLS_CA", None)
-    tls_ca = _ca_path(ca_opt) if ca_opt is not None else None
-    token = _pick(config, "--taskqueue-token", "TASKQUEUE_TOKEN", None)
-    if token is not None and (not token.strip() or any(c in token for c in "\r\n")):
-        raise pytest.UsageError("--taskqueue-token: the token must be non-empty and on one line")
+    report_set = _pick(config, "--taskqueue-report", None, None)
+    report = _report_path(report_set.value) if report_set is not None else None
+    ca_set = _pick(config, "--taskqueue-tls-ca", "TASKQUEUE_TLS_CA", None)
+    tls_ca = _ca_path(ca_set) if ca_set is not None else None
+    token_set = _pick(config, "--taskqueue-token", "TASKQUEUE_TOKEN", None)
+    token = token_set.value if token_set is not None else None
+    if token_set is not None and (not token_set.value.strip() or any(c in token_set.value for c in "\r\n")):
+        raise pytest.UsageError(f"{token_set.name}: the token must be non-empty and on one line")
     strict = _flag(config, "--taskqueue-strict", "TASKQUEUE_STRICT", "taskqueue_strict")
     keep_logs = _flag(config, "--taskqueue-keep-logs", "TASKQUEUE_KEEP_LOGS", None)
     run_id, worker_id = _run_identity(config)
-    backend = _pick(config, "--taskqueue-backend", "TASKQUEUE_BACKEND", "taskqueue_backend") or "local"
-    if backend not in ("local", "docker"):
-        raise pytest.UsageError(f"--taskqueue-backend: {backend!r} is not one of: local, docker")
+    backend_set = _pick(config, "--taskqueue-backend", "TASKQUEUE_BACKEND", "taskqueue_backend")
+    backend = backend_set.value if backend_set is not None else "local"
+    if backend_set is not None and backend not in ("local", "docker"):
+        raise pytest.UsageError(f"{backend_set.name}: {backend!r} is not one of: local, docker")
     images: dict[str, str | None] = {}
     for role, _ in _IMAGE_OPTIONS:
-        option = f"--taskqueue-{role}-image"
-        image = _pick(config, option, f"TASKQUEUE_{role.upper()}_IMAGE", f"taskqueue_{role}_image")
-        if image is not None and (not image.strip() or any(c.isspace() for c in image.strip())):
-            raise pytest.UsageError(f"{option}: {image!r} is not an image reference")
-        images[f"{role}_image"] = image.strip() if image is not None else None
-    target_cmd, worker_cmd = _implementation_commands(config, target, backend)
-    chaos_raw = _pick(config, "--taskqueue-chaos-seconds", "TASKQUEUE_CHAOS_SECONDS", None)
-    chaos_seconds = _seconds(chaos_raw, "--taskqueue-chaos-seconds", 0.0) if chaos_raw is not None else None
+        image = _pick(
+            config, f"--taskqueue-{role}-image", f"TASKQUEUE_{role.upper()}_IMAGE", f"taskqueue_{role}_image"
+        )
+        if image is not None and (not image.value.strip() or any(c.isspace() for c in image.value.strip())):
+            raise pytest.UsageError(f"{image.name}: {image.value!r} is not an image reference")
+        images[f"{role}_image"] = image.value.strip() if image is not None else None
+    target_cmd, worker_cmd = _implementation_commands(config, target_set, backend)
+    chaos_set = _pick(config, "--taskqueue-chaos-seconds", "TASKQUEUE_CHAOS_SECONDS", None)
+    chaos_seconds = _seconds(chaos_set, 0.0) if chaos_set is not None else None
     return TaskQueueConfig(
         target=target,
         timeout=timeout,
@@ -266,54 +271,57 @@ def load_config(config: pytest.Config) -> TaskQueueConfig:
 
 
 def _implementation_commands(
-    config: pytest.Config, target: str | None, backend: str
+    config: pytest.Config, target: _Setting | None, backend: str
 ) -> tuple[str | None, str | None]:
     """``--taskqueue-target-cmd`` and ``--taskqueue-worker-cmd``, their templates checked."""
     target_cmd = _pick(config, "--taskqueue-target-cmd", "TASKQUEUE_TARGET_CMD", "taskqueue_target_cmd")
     worker_cmd = _pick(config, "--taskqueue-worker-cmd", "TASKQUEUE_WORKER_CMD", "taskqueue_worker_cmd")
     if target_cmd is None:
         if worker_cmd is not None:
-            raise pytest.UsageError(
-                "--taskqueue-worker-cmd: needs --taskqueue-target-cmd (the API it works for)"
-            )
+            raise pytest.UsageError(f"{worker_cmd.name}: needs --taskqueue-target-cmd (the API it works for)")
         return None, None
     if target is not None:
         raise pytest.UsageError(
-            "--taskqueue-target-cmd: give either it (the harness runs the implementation) "
-            "or --taskqueue-target (it runs already), not both"
+            f"{target_cmd.name}: give either it (the harness runs the implementation) "
+            f"or {target.name} (it runs already), not both"
         )
     if backend != "local":
-        raise pytest.UsageError("--taskqueue-target-cmd: works with --taskqueue-backend=local only")
+        raise pytest.UsageError(f"{target_cmd.name}: works with --taskqueue-backend=local only")
     from pytest_taskqueue._faults import ImplementationCommands, TemplateError
 
     try:
-        ImplementationCommands.parse(target_cmd, worker_cmd)
+        ImplementationCommands.parse(target_cmd.value, worker_cmd.value if worker_cmd is not None else None)
     except TemplateError as error:
-        raise pytest.UsageError(str(error)) from None
-    return target_cmd, worker_cmd
+        # The template's message names the option; name what the user set instead.
+        message = str(error)
+        for setting in (target_cmd, worker_cmd):
+            if setting is not None and message.startswith(f"{setting.option}:"):
+                message = setting.name + message[len(setting.option) :]
+        raise pytest.UsageError(message) from None
+    return target_cmd.value, worker_cmd.value if worker_cmd is not None else None
 
 
-def _chaos_seed(raw: str | None) -> int:
+def _chaos_seed(setting: _Setting | None) -> int:
     """A non-negative integer seed (default 0)."""
-    if raw is None:
+    if setting is None:
         return 0
     try:
-        value = int(raw)
+        value = int(setting.value)
     except ValueError:
         value = -1
     if value < 0:
-        raise pytest.UsageError(f"--taskqueue-chaos-seed: {raw!r} is not a non-negative integer")
+        raise pytest.UsageError(f"{setting.name}: {setting.value!r} is not a non-negative integer")
     return value
 
 
-def parse_target(target: str) -> tuple[str, int]:
-    """Split ``HOST:PORT`` (or ``[IPv6]:PORT``); raise ``pytest.UsageError`` when malformed."""
+def parse_target(target: str, name: str = "--taskqueue-target") -> tuple[str, int]:
+    """Split ``HOST:PORT`` (or ``[IPv6]:PORT``); a malformed one is a ``UsageError`` naming ``name``."""
     match = _TARGET_RE.match(target.strip())
-    port = int(match["port"]) if match else 0
-    if match is None or not 1 <= port <= 65535:
-        raise pytest.UsageError(
-            f"--taskqueue-target: {target!r} is not HOST:PORT (for example 127.0.0.1:50051)"
-        )
+    if match is None:
+        raise pytest.UsageError(f"{name}: {target!r} is not HOST:PORT (for example 127.0.0.1:50051)")
+    port = int(match["port"])
+    if not 1 <= port <= 65535:
+        raise pytest.UsageError(f"{name}: port {port} in {target!r} is out of range (1-65535)")
     return match["host"], port
 
 
@@ -322,17 +330,27 @@ def markdown_twin(report: pathlib.Path) -> pathlib.Path:
     return report.with_suffix(".md")
 
 
-def _pick(config: pytest.Config, option: str, env: str | None, ini: str | None) -> str | None:
+@dataclasses.dataclass(frozen=True)
+class _Setting:
+    """One option's value and ``name``, what the user set: the option, the variable or the ini key."""
+
+    value: str
+    name: str
+    option: str
+
+
+def _pick(config: pytest.Config, option: str, env: str | None, ini: str | None) -> _Setting | None:
     """The first value set among the command line, the environment and the ini file."""
     value = config.getoption(option)
     if value is not None:
-        return str(value)
+        return _Setting(str(value), option, option)
     if env is not None and os.environ.get(env):
-        return os.environ[env]
+        return _Setting(os.environ[env], f"environment variable {env}", option)
     if ini is not None:
         ini_value = config.getini(ini)
         if isinstance(ini_value, str) and ini_value.strip():
-            return ini_value.strip()
+            where = config.inipath.name if config.inipath is not None else "the ini file"
+            return _Setting(ini_value.strip(), f"{ini} (in {where})", option)
     return None
 
 
@@ -345,16 +363,16 @@ def _flag(config: pytest.Config, option: str, env: str, ini: str | None) -> bool
     return bool(config.getini(ini)) if ini is not None else False
 
 
-def _seconds(raw: str | None, option: str, default: float) -> float:
+def _seconds(setting: _Setting | None, default: float) -> float:
     """A positive, finite number of seconds."""
-    if raw is None:
+    if setting is None:
         return default
     try:
-        value = float(raw)
+        value = float(setting.value)
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value <= 0:
-        raise pytest.UsageError(f"{option}: {raw!r} is not a positive number of seconds")
+        raise pytest.UsageError(f"{setting.name}: {setting.value!r} is not a positive number of seconds")
     return value
 
 
@@ -380,18 +398,19 @@ def _report_path(raw: str) -> pathlib.Path:
     return path
 
 
-def _ca_path(raw: str) -> pathlib.Path:
+def _ca_path(setting: _Setting) -> pathlib.Path:
     """A readable PEM file of CA certificates."""
+    raw, name = setting.value, setting.name
     path = pathlib.Path(raw).expanduser().absolute()
     if not path.is_file():
-        raise pytest.UsageError(f"--taskqueue-tls-ca: {raw!r} is not a file")
+        raise pytest.UsageError(f"{name}: {raw!r} is not a file")
     try:
         with path.open("rb") as handle:
             head = handle.read(4096)
     except OSError as exc:
-        raise pytest.UsageError(f"--taskqueue-tls-ca: cannot read {raw!r}: {exc}") from exc
+        raise pytest.UsageError(f"{name}: cannot read {raw!r}: {exc}") from exc
     if b"-----BEGIN CERTIFICATE-----" not in head:
-        raise pytest.UsageError(f"--taskqueue-tls-ca: {raw!r} holds no PEM certificate")
+        raise pytest.UsageError(f"{name}: {raw!r} holds no PEM certificate")
     return path
 
 

@@ -8,6 +8,7 @@ implies, and ends the terminal summary with the conformance table and the verdic
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Generator
 
 import pytest
@@ -40,9 +41,14 @@ class ConformanceSession:
         self.info: RunInfo = config.stash[INFO_KEY]
         self.recorder = Recorder()
         self.verdict: Verdict | None = None
+        self.written: list[pathlib.Path] = []
+        """The report files this run wrote, named at the end of the summary."""
 
     @property
     def _target(self) -> str:
+        """The target as the user named it, when no session reached it to note its address."""
+        if self.options.target_cmd is not None:
+            return f"{self.options.target_cmd} (started by the harness)"
         return self.options.target or _OWNED_TARGET
 
     @property
@@ -92,7 +98,8 @@ class ConformanceSession:
                 strict=self.options.strict,
                 level=self.level,
             )
-            write_reports(self.options.report, document)
+            twin = write_reports(self.options.report, document)
+            self.written = [self.options.report, twin]
         if self.info.infra_error:
             session.exitstatus = INFRA_EXIT_CODE
             return
@@ -134,9 +141,13 @@ class ConformanceSession:
             # The error itself is the run's last line (pytest prints why the run stopped).
             line = "taskqueue verdict: ERROR (infrastructure error, the run stopped)"
             terminalreporter.write_line(line, red=True)
-            return
-        lines = render_terminal(self.recorder, self.info, self.verdict, target=self._target, level=self.level)
-        for line in lines[:-1]:
-            terminalreporter.write_line(line)
-        good = self.verdict.good
-        terminalreporter.write_line(lines[-1], green=good, red=not good, bold=True)
+        else:
+            lines = render_terminal(
+                self.recorder, self.info, self.verdict, target=self._target, level=self.level
+            )
+            for line in lines[:-1]:
+                terminalreporter.write_line(line)
+            good = self.verdict.good
+            terminalreporter.write_line(lines[-1], green=good, red=not good, bold=True)
+        if self.written:
+            terminalreporter.write_line("taskqueue report: " + ", ".join(map(str, self.written)))

@@ -17,7 +17,7 @@ import pytest
 import pytest_asyncio
 
 from pytest_taskqueue import _options
-from pytest_taskqueue._client import ReadinessError, TaskQueueClient, describe_rpc_error
+from pytest_taskqueue._client import ReadinessError, TaskQueueClient, check_listening, describe_rpc_error
 from pytest_taskqueue._collect import HARNESS_ONLY_REASON, skip_for_level
 from pytest_taskqueue._harness import KeyFactory, OwnedBackends, TestHarness
 from pytest_taskqueue._infra import abort_run, one_line
@@ -83,7 +83,9 @@ def taskqueue_stack(
         # Errors that are already one line for the user (the docker backend's "no Docker daemon
         # answers ...; use --taskqueue-backend=local") are shown as they are.
         if not first.startswith("taskqueue: "):
-            first = f"taskqueue: the reference stack failed to start: {first}"
+            owned = taskqueue_config.target_cmd is None
+            what = "the reference stack" if owned else "the implementation's stack"
+            first = f"taskqueue: {what} failed to start: {first}"
         abort_run(request, first, detail=rest)
     try:
         yield stack
@@ -107,7 +109,11 @@ def taskqueue_target(taskqueue_config: TaskQueueConfig, taskqueue_stack: Referen
 async def taskqueue_client(
     request: pytest.FixtureRequest, taskqueue_config: TaskQueueConfig, taskqueue_target: str
 ) -> AsyncIterator[TaskQueueClient]:
-    """A client of the target, once it answers its health check (else the run stops: exit code 3)."""
+    """A client of the target, once it answers its health check (else the run stops: exit code 3).
+
+    An external target that refuses the connection stops the run at once; only a target the
+    harness started is waited for while it may still be starting.
+    """
     client = TaskQueueClient(
         taskqueue_target,
         tls_ca=taskqueue_config.tls_ca,
@@ -116,6 +122,8 @@ async def taskqueue_client(
     )
     try:
         try:
+            if taskqueue_config.target is not None:
+                await check_listening(taskqueue_target, taskqueue_config.connect_timeout)
             await client.wait_ready(taskqueue_config.connect_timeout)
         except ReadinessError as error:
             abort_run(request, f"taskqueue: target {taskqueue_target} is unreachable: {error}")

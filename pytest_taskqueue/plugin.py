@@ -23,8 +23,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     _options.add_options(parser)
 
 
+_ASYNCIO_LOOP_SCOPE_INI = "asyncio_default_fixture_loop_scope"
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    """Validate the options (a bad one is a ``UsageError`` naming it), register markers and fixtures."""
+    """Validate the options (a bad one is a ``UsageError`` naming it), register markers and fixtures.
+
+    Runs before pytest-asyncio's own ``pytest_configure``: when the user's configuration leaves
+    ``asyncio_default_fixture_loop_scope`` unset, it is set to ``function`` (pytest-asyncio's
+    future default; the plugin's fixtures and scenarios name their loop scope themselves), so a
+    run in an empty folder does not open with pytest-asyncio's deprecation warning.
+    """
+    _default_asyncio_loop_scope(config)
     options = _options.load_config(config)
     config.stash[_options.CONFIG_KEY] = options
     config.stash[_report.INFO_KEY] = _report.RunInfo()
@@ -76,3 +87,22 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if is_xdist_worker(config):
         workeroutput = config.workeroutput  # type: ignore[attr-defined]
         workeroutput[_report.WORKER_OUTPUT_KEY] = config.stash[_report.INFO_KEY].as_output()
+
+
+def _default_asyncio_loop_scope(config: pytest.Config) -> None:
+    """Set pytest-asyncio's default fixture loop scope for this run when nothing set it.
+
+    pytest has no public way for a plugin to give another plugin's ini key a default, so the
+    value goes into the config's ini cache, which ``getini`` reads first; ``-o`` and ini files
+    still win, since they are seen before this runs.
+    """
+    if not config.pluginmanager.has_plugin("asyncio"):
+        return
+    try:
+        if config.getini(_ASYNCIO_LOOP_SCOPE_INI):
+            return
+    except ValueError:
+        return  # a pytest-asyncio without this key
+    cache = getattr(config, "_inicache", None)
+    if isinstance(cache, dict):
+        cache[_ASYNCIO_LOOP_SCOPE_INI] = "function"

@@ -50,25 +50,28 @@ def test_bad_value_is_a_usage_error_naming_the_option(
     result.stderr.fnmatch_lines([f"ERROR: {option}: {detail}"])
 
 
-def test_bad_template_from_the_environment_names_the_option(
+def test_bad_template_from_the_environment_names_the_variable(
     inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TASKQUEUE_TARGET_CMD", "./server --port {port} --queue {queues}")
     inner.makepyfile("def test_a(): pass")
     result = inner.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --taskqueue-target-cmd: unknown placeholder {queues}*"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: environment variable TASKQUEUE_TARGET_CMD: unknown placeholder {queues}*"]
+    )
 
 
 def test_values_reach_the_config_without_starting_anything(inner: pytest.Pytester) -> None:
     inner.makepyfile(
-        """
+        test_show="""
         def test_show(taskqueue_config):
             c = taskqueue_config
             print("CONFIG", repr(c.target_cmd), repr(c.worker_cmd), c.chaos_seconds, c.chaos_seed)
         """
     )
     result = inner.runpytest(
+        "test_show.py",  # without a path, the target command would run the bundled suite too
         "-s",
         _TARGET,
         "--taskqueue-worker-cmd=./worker --sqs {sqs}",

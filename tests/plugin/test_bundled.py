@@ -24,6 +24,16 @@ def test_empty_folder_with_a_target_collects_the_bundled_scenarios(
     assert not any("_checks.py" in line or "_support.py" in line for line in collected)
 
 
+def test_empty_folder_with_a_target_command_collects_the_bundled_scenarios(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--taskqueue-target-cmd`` names the implementation as ``--taskqueue-target`` does."""
+    monkeypatch.delenv("TASKQUEUE_TARGET", raising=False)
+    result = inner.runpytest("--taskqueue-target-cmd=./my-server --port {port}", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    assert any(line.startswith("lifecycle.py::test_") for line in _collected(result)), result.stdout.str()
+
+
 def test_empty_folder_without_a_target_collects_nothing(
     inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:

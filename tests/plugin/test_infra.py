@@ -41,12 +41,43 @@ def test_unreachable_target_stops_the_run_with_one_line(inner: pytest.Pytester, 
     output = result.stdout.str() + result.stderr.str()
     lines = _error_lines(output, dead_target)
     assert len(lines) == 1, output
-    assert "UNAVAILABLE" in lines[0]
+    assert "connection refused" in lines[0]
     assert "FAILED" not in output and "ERROR at setup" not in output  # no pile of failed scenarios
-    document = json.loads((inner.path / "report.json").read_text())
+    assert "_pytest" not in output and "Exit:" not in output, output  # no pytest internals
+    result.stdout.fnmatch_lines(["taskqueue verdict: ERROR (infrastructure error, the run stopped)"])
+    report = inner.path / "report.json"
+    result.stdout.fnmatch_lines([f"taskqueue report: {report}, {report.with_suffix('.md')}"])
+    document = json.loads(report.read_text())
     assert document["verdict"] == "error"
     assert document["verdict_reason"].startswith(f"taskqueue: target {dead_target} is unreachable")
-    assert "UNAVAILABLE" in (inner.path / "report.md").read_text()
+    assert "connection refused" in (inner.path / "report.md").read_text()
+
+
+def test_refused_connection_is_not_waited_for(inner: pytest.Pytester, dead_target: str) -> None:
+    """A refused connection stops the run at once, not after ``--taskqueue-connect-timeout``.
+
+    The 600 s deadline would outlast the test's own timeout if the run waited for it.
+    """
+    inner.makepyfile(test_scenarios=_USES_HARNESS)
+    result = inner.runpytest_subprocess(
+        "test_scenarios.py",
+        f"--taskqueue-target={dead_target}",
+        "--taskqueue-connect-timeout=600",
+        timeout=120,
+    )
+    assert result.ret == 3
+    assert len(_error_lines(result.stdout.str(), dead_target)) == 1, result.stdout.str()
+
+
+def test_unresolvable_host_is_reported_at_once(inner: pytest.Pytester) -> None:
+    inner.makepyfile(test_scenarios=_USES_HARNESS)
+    target = "no-such-host.invalid:50051"
+    result = inner.runpytest_subprocess(
+        "test_scenarios.py", f"--taskqueue-target={target}", "--taskqueue-connect-timeout=600", timeout=120
+    )
+    assert result.ret == 3
+    lines = _error_lines(result.stdout.str(), target)
+    assert len(lines) == 1 and "does not resolve" in lines[0], result.stdout.str()
 
 
 def test_unreachable_target_under_xdist(inner: pytest.Pytester, dead_target: str) -> None:

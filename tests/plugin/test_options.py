@@ -17,7 +17,8 @@ def test_show(taskqueue_config):
     ("args", "option", "detail"),
     [
         (["--taskqueue-target=localhost"], "--taskqueue-target", "is not HOST:PORT"),
-        (["--taskqueue-target=localhost:99999"], "--taskqueue-target", "is not HOST:PORT"),
+        (["--taskqueue-target=localhost:99999"], "--taskqueue-target", "port 99999 * is out of range*"),
+        (["--taskqueue-target=localhost:0"], "--taskqueue-target", "port 0 * is out of range*"),
         (["--taskqueue-target=:50051"], "--taskqueue-target", "is not HOST:PORT"),
         (["--taskqueue-target=http://x:1"], "--taskqueue-target", "is not HOST:PORT"),
         (["--taskqueue-timeout=0"], "--taskqueue-timeout", "is not a positive number"),
@@ -56,14 +57,60 @@ def test_ca_file_without_a_certificate_is_a_usage_error(inner: pytest.Pytester) 
     result.stderr.fnmatch_lines(["ERROR: --taskqueue-tls-ca: *holds no PEM certificate*"])
 
 
-def test_bad_value_from_the_environment_names_the_option(
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        (
+            "TASKQUEUE_TARGET",
+            "no-port-here",
+            "environment variable TASKQUEUE_TARGET: 'no-port-here' is not HOST:PORT*",
+        ),
+        ("TASKQUEUE_TARGET", "garbage", "environment variable TASKQUEUE_TARGET: 'garbage' is not HOST:PORT*"),
+        ("TASKQUEUE_TIMEOUT", "soon", "environment variable TASKQUEUE_TIMEOUT: 'soon' is not a positive*"),
+        ("TASKQUEUE_BACKEND", "cloud", "environment variable TASKQUEUE_BACKEND: 'cloud' is not one of*"),
+        (
+            "TASKQUEUE_WORKER_CMD",
+            "./w",
+            "environment variable TASKQUEUE_WORKER_CMD: needs --taskqueue-target-cmd*",
+        ),
+    ],
+)
+def test_bad_value_from_the_environment_names_the_variable(
+    inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, message: str
+) -> None:
+    inner.makepyfile("def test_a(): pass")
+    monkeypatch.setenv(variable, value)
+    result = inner.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: {message}"])
+
+
+def test_bad_value_from_the_ini_file_names_the_key(inner: pytest.Pytester) -> None:
+    inner.makeini(
+        "[pytest]\nasyncio_default_fixture_loop_scope = function\ntaskqueue_target = localhost:70000\n"
+    )
+    inner.makepyfile("def test_a(): pass")
+    result = inner.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: taskqueue_target (in tox.ini): port 70000 * is out of range (1-65535)"]
+    )
+
+
+def test_target_cmd_from_the_environment_beside_a_target_names_both(
     inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     inner.makepyfile("def test_a(): pass")
-    monkeypatch.setenv("TASKQUEUE_TARGET", "no-port-here")
+    monkeypatch.setenv("TASKQUEUE_TARGET_CMD", "./my-server --port {port}")
+    result = inner.runpytest("--taskqueue-target=127.0.0.1:50051")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: environment variable TASKQUEUE_TARGET_CMD: give either it * or --taskqueue-target *"]
+    )
+    monkeypatch.setenv("TASKQUEUE_TARGET_CMD", "./my-server")
     result = inner.runpytest()
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["ERROR: --taskqueue-target: 'no-port-here' is not HOST:PORT*"])
+    result.stderr.fnmatch_lines(["ERROR: environment variable TASKQUEUE_TARGET_CMD: *{port}*"])
 
 
 def test_defaults(inner: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
