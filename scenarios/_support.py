@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -12,7 +14,16 @@ import grpc.aio
 
 from pytest_taskqueue import MAX_PAYLOAD_LIMIT, WaitTimeout
 from scenarios._calls import RETRYABLE, get_events, get_task, submit
-from scenarios._checks import TERMINAL, event_name, format_statuses, require, violated
+from scenarios._checks import (
+    TERMINAL,
+    event_name,
+    finished_task_violations,
+    format_statuses,
+    require,
+    require_none,
+    violated,
+)
+from taskqueue_contract import observed_violations
 from taskqueue_proto import taskqueue_pb2 as pb
 
 if TYPE_CHECKING:
@@ -83,14 +94,31 @@ def failing_history(failures: int, *, then: Code | None) -> list[Code]:
     return codes
 
 
-async def barrier(harness: TestHarness) -> None:
-    """Submit a fresh noop and wait until it completes.
+QUIET_MS = 1200
+"""How long ``barrier`` lets pass before a scenario looks again for something that must not happen."""
 
-    Used before re-reading a history to check that something did NOT happen: work queued before
-    the barrier had its chance to show up by the time the barrier task completes.
+
+async def barrier(harness: TestHarness) -> None:
+    """Wait until a later task on the same queue has completed AND ``QUIET_MS`` have passed.
+
+    Used before re-reading a history to check that something did NOT happen (no rerun, no new
+    event): work queued before the barrier had its chance to run by the time a task submitted
+    after it completes, and work scheduled a little later (a rerun a second after a resubmit) had
+    time to show up. The barrier task is a ``sleep`` of ``QUIET_MS``; the wait is measured on this
+    client's clock too, so a ``sleep`` that returns early cannot shorten it (that breaks spec 6.2).
     """
-    sentinel = await submit(harness, "noop", key=harness.key("barrier"))
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sentinel = await submit(
+        harness, "sleep", json.dumps({"ms": QUIET_MS}).encode(), key=harness.key("barrier")
+    )
     await harness.wait_for_status(sentinel.task_id, pb.TASK_STATUS_COMPLETED)
+    waited_ms = (loop.time() - started) * 1000
+    require(
+        waited_ms >= QUIET_MS,
+        f"spec 6.2: a sleep of {QUIET_MS} ms completes no sooner than {QUIET_MS} ms after its submit",
+        seen=f"the barrier's sleep task {sentinel.task_id} completed {waited_ms:.0f} ms after its submit",
+    )
 
 
 async def watch_all(
@@ -98,13 +126,16 @@ async def watch_all(
     task_id: str,
     rule: str,
     on_snapshot: Callable[[pb.Task], Awaitable[None]] | None = None,
+    *,
+    faulted: bool = False,
 ) -> list[pb.Task]:
     """Every snapshot WatchTask sends until the server closes the stream (``on_snapshot`` sees each).
 
-    A stream that breaks with UNAVAILABLE before the terminal snapshot (a slow backend, spec 9) is
-    opened again; its first snapshot is then the current one. Fails naming ``rule`` when the stream
-    ends in another error, or is still open after ``harness.timeout`` seconds (spec 8.2: it closes
-    with OK after the terminal snapshot).
+    Fails naming ``rule`` when the stream ends in an error before its terminal snapshot, or is
+    still open after ``harness.timeout`` seconds (spec 8.2: while the backends are reachable a
+    stream runs to its terminal snapshot and closes with OK). Only a scenario that broke a link
+    itself passes ``faulted=True``: then a stream that ends UNAVAILABLE is opened again (8.2 lets
+    the implementation end it when a backend fails) and its first snapshot is the current one.
     """
     snapshots: list[pb.Task] = []
     loop = asyncio.get_running_loop()
@@ -126,11 +157,11 @@ async def watch_all(
             )
         except grpc.aio.AioRpcError as error:
             ended = bool(snapshots) and snapshots[-1].status in TERMINAL
-            if error.code() not in RETRYABLE or ended or loop.time() >= deadline:
+            if not faulted or error.code() not in RETRYABLE or ended or loop.time() >= deadline:
                 violated(
                     rule,
                     seen=f"the stream ended with {error.code().name}: {error.details()!r} after "
-                    f"{format_statuses(snapshots)}",
+                    f"{format_statuses(snapshots)} (nothing was down: spec 8.2 forbids ending early)",
                 )
         finally:
             with contextlib.suppress(Exception):
@@ -162,3 +193,67 @@ def require_history(
         task=task,
         events=events,
     )
+
+
+Read = pb.Task | list[pb.TaskEvent]
+"""One read of a task: a snapshot (GetTask, a WatchTask message) or a history (ListTaskEvents)."""
+
+
+async def poll_until_terminal(harness: TestHarness, task_id: str) -> list[Read]:
+    """Read the task over and over, ListTaskEvents then GetTask, until GetTask shows it terminal.
+
+    Returns every read in the order made, for ``read_violations``: a history read just before a
+    snapshot bounds what the snapshot may show (spec 8.4), so a status or attempt count that lags
+    behind the history is caught whenever a read lands between two of its events.
+    """
+    reads: list[Read] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + harness.timeout
+    while loop.time() < deadline:
+        reads.append(await get_events(harness, task_id))
+        task = await get_task(harness, task_id)
+        reads.append(task)
+        if task.status in TERMINAL:
+            return reads
+    violated(
+        _REACHES_TERMINAL,
+        seen=f"GetTask still showed {format_statuses([r for r in reads if isinstance(r, pb.Task)][-1:])} "
+        f"after {harness.timeout:g}s",
+    )
+
+
+def read_violations(reads: Sequence[Read], final: Sequence[pb.TaskEvent], max_attempts: int) -> list[str]:
+    """Every way one reader's reads break spec 8.4/4.5/5.1 against the task's final history.
+
+    Each snapshot must be a state the final history passed through (attempts = PROCESSING events
+    so far, RETRYING between FAILED(n) and PROCESSING(n+1)), each history a prefix of the final
+    one, and no read may show an earlier state than a read before it. Also spec 5.1: two snapshots
+    in a row that show PROCESSING of the same attempt with different ``last_error`` mean that a
+    failure was recorded while the task stayed PROCESSING instead of RETRYING.
+    """
+    problems = [str(v) for v in observed_violations(reads, final, max_attempts=max_attempts)]
+    snapshots = [read for read in reads if isinstance(read, pb.Task)]
+    for number, (before, after) in enumerate(itertools.pairwise(snapshots), start=2):
+        same_attempt = before.attempts == after.attempts
+        both_processing = before.status == after.status == pb.TASK_STATUS_PROCESSING
+        if both_processing and same_attempt and before.last_error != after.last_error:
+            problems.append(
+                f"spec 5.1: snapshot {number} shows last_error {after.last_error[:60]!r} while attempt "
+                f"{after.attempts} is still PROCESSING (a failed attempt leaves the task RETRYING)"
+            )
+    return problems
+
+
+def require_completed_once(task: pb.Task, events: Sequence[pb.TaskEvent], rule: str) -> None:
+    """The task is COMPLETED with exactly one COMPLETED event and a well-formed history.
+
+    Attempts abandoned on the way (spec 7.2: a slow or lost worker, e.g. on a loaded machine) are
+    allowed; a second run after the task finished is not (2.3, 7.1).
+    """
+    problems = finished_task_violations(task, events)
+    completions = sum(1 for event in events if event.type == pb.TASK_EVENT_TYPE_COMPLETED)
+    if task.status != pb.TASK_STATUS_COMPLETED or completions != 1:
+        problems.append(
+            f"spec 7.1: status {task.status}, {completions} COMPLETED events; exactly one expected"
+        )
+    require_none(problems, rule, task=task, events=events)

@@ -239,6 +239,7 @@ async def test_bad_task_payload_is_never_internal(harness: TestHarness, case: st
 
 
 @pytest.mark.required
+@pytest.mark.spec("6.1")
 async def test_other_payload_members_are_ignored(harness: TestHarness) -> None:
     """spec 6.1: members other than `ms`/`times` are ignored: such payloads are valid and run."""
     rule = "spec 6.1: other members of the payload are ignored"

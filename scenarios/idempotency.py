@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
+import dataclasses
 
 import grpc
 import grpc.aio
@@ -14,12 +16,10 @@ from scenarios._calls import Submitted, expect_error, get_events, get_task, one_
 from scenarios._checks import REACHABLE, changed_fields, format_task, require, status_name, violated
 from scenarios._support import (
     DEAD,
-    SUBMITTED,
     barrier,
-    completed,
     failing_history,
     finished,
-    processing,
+    require_completed_once,
     require_history,
     watch_all,
 )
@@ -32,8 +32,6 @@ RACERS = 32
 
 RACE_ROUNDS = 3
 """How many keys race at once in the identical-submits scenario."""
-
-_NOOP_RUN = [SUBMITTED, processing(1), completed(1)]
 
 
 async def _require_unchanged(
@@ -190,7 +188,7 @@ async def test_racing_identical_submits_create_one_task(harness: TestHarness) ->
     for task_id in task_ids:
         events = await get_events(harness, task_id)
         task = await get_task(harness, task_id)
-        require_history(events, _NOOP_RUN, "spec 3.3: racing submits run the task once", task)
+        require_completed_once(task, events, "spec 3.3: racing submits run the task once")
 
 
 @pytest.mark.required
@@ -229,7 +227,7 @@ async def test_racing_different_payloads_one_wins(harness: TestHarness) -> None:
         task=task,
         events=events,
     )
-    require_history(events, _NOOP_RUN, "spec 3.4: the task runs once", task)
+    require_completed_once(task, events, "spec 3.4: the task runs once")
 
 
 @pytest.mark.required
@@ -295,3 +293,102 @@ async def test_keys_are_opaque_strings(harness: TestHarness, suffix: str) -> Non
         seen=f"created={first.answer.created}, resubmit task_id={again.task_id!r} created={again.created}, "
         f"reported key {task.idempotency_key!r} (sent {key!r})",
     )
+
+
+_CUT_FRACTIONS = (0.1, 0.25, 0.4, 0.55, 0.7, 0.85, 1.0, 1.3)
+"""When to cancel a submit, as fractions of how long an uncut submit took."""
+_CUT_ROUNDS = 3
+"""Rounds of cuts tried before the set-up gives up (the precondition could not be arranged)."""
+
+
+@dataclasses.dataclass
+class _Cut:
+    """One cancelled submit and what the resubmit right after it answered."""
+
+    key: str
+    delay_ms: float
+    first: str
+    """``cancelled`` (the client never saw an answer) or ``answered`` (it arrived before the cut)."""
+    again: Submitted
+
+    def describe(self) -> str:
+        return (
+            f"cut at {self.delay_ms:.1f} ms: {self.first}; resubmit created={self.again.answer.created} "
+            f"task_id={self.again.task_id}"
+        )
+
+
+async def _cut_submit(harness: TestHarness, payload: bytes, delay_ms: float) -> _Cut:
+    """Send a submit, cancel the call ``delay_ms`` after sending it, then resubmit at once."""
+    key = harness.key("cut")
+    request = pb.SubmitTaskRequest(idempotency_key=key, task_type="echo", payload=payload)
+    call = harness.api.stub.SubmitTask(request, timeout=harness.timeout)
+    first = "cancelled"
+    # The cut point of the fault, not a wait for an outcome: the call is cancelled mid-way.
+    await asyncio.sleep(delay_ms / 1000)
+    if not call.cancel():
+        first = "answered"
+    with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+        await call
+    again = await submit_tracked(harness, "echo", payload, key=key)
+    return _Cut(key, delay_ms, first, again)
+
+
+_ANSWER_DELAY_MS = 300
+"""With the harness's proxies, answers on the api link are delayed this long while submits are cut."""
+
+
+def _landed_unseen(cut: _Cut) -> bool:
+    """The cut call had written its task (its resubmit answers created=false), its answer unseen."""
+    return cut.first == "cancelled" and not cut.again.answer.created
+
+
+async def _cut_rounds(harness: TestHarness, payload: bytes, *, strict: bool) -> list[_Cut]:
+    """Cut submits at spread points until the precondition holds, for at most ``_CUT_ROUNDS`` rounds."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await submit(harness, "echo", payload, key=harness.key("uncut"))
+    uncut_ms = max((loop.time() - started) * 1000, 1.0)
+    cuts: list[_Cut] = []
+    for _ in range(_CUT_ROUNDS):
+        for fraction in _CUT_FRACTIONS:
+            cuts.append(await _cut_submit(harness, payload, uncut_ms * fraction))
+        if any(_landed_unseen(cut) for cut in cuts):
+            return cuts
+        if not strict and {"cancelled", "answered"} <= {cut.first for cut in cuts}:
+            return cuts
+    violated(
+        "set-up: a submit cancelled after its task was written (its resubmit answers created=false, "
+        f"its own answer never seen), in {_CUT_ROUNDS} rounds of cuts"
+        + ("" if strict else ", or at least cuts on both sides of the answer"),
+        seen="; ".join(cut.describe() for cut in cuts),
+    )
+
+
+@pytest.mark.required
+@pytest.mark.spec("3.7", "3.6", "3.3", "7.3")
+async def test_cancelled_submit_then_resubmit_runs_the_task_once(harness: TestHarness) -> None:
+    """spec 3.7, 3.6, 7.3: "An implementation MUST NOT let a cancelled or cut request leave a task
+    that a retry answers but never runs."
+
+    Submits are cancelled by the client at points spread over how long a submit takes, and each is
+    resubmitted at once with the same key and request (3.6). Every key's task completes exactly
+    once. Precondition, retried a bounded number of rounds: when the harness owns the stack, the
+    answers are delayed on the api link meanwhile, and at least one cancelled call must have
+    written its task already (its resubmit answers created=false, its own answer never seen);
+    against a plain target, the cuts must at least fall on both sides of the answer.
+    """
+    payload = b"cancelled mid-way"
+    if harness.owned:
+        with harness.faults.latency("api", _ANSWER_DELAY_MS, stream="downstream"):
+            cuts = await _cut_rounds(harness, payload, strict=True)
+    else:
+        cuts = await _cut_rounds(harness, payload, strict=False)
+    rule = (
+        "spec 3.7/7.3: a task whose submit was cancelled mid-way and then resubmitted runs and "
+        "completes exactly once"
+    )
+    for cut in cuts:
+        task, events = await finished(harness, cut.again.task_id, f"{rule} ({cut.describe()})")
+        require(task.result == payload, f"{rule} ({cut.describe()})", task=task, events=events)
+        require_completed_once(task, events, f"{rule} ({cut.describe()})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -14,7 +15,16 @@ from scenarios._checks import (
     require,
     require_none,
 )
-from scenarios._support import DEAD, completed, failing_history, finished, require_history
+from scenarios._support import (
+    DEAD,
+    completed,
+    failing_history,
+    finished,
+    poll_until_terminal,
+    read_violations,
+    require_history,
+    watch_all,
+)
 from taskqueue_proto import taskqueue_pb2 as pb
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.retry]
@@ -94,3 +104,32 @@ async def test_fail_times_beyond_max_attempts_is_dead(
         task.status == pb.TASK_STATUS_DEAD and task.attempts == max_attempts, rule, task=task, events=events
     )
     require_history(events, failing_history(max_attempts, then=DEAD), rule, task)
+
+
+@pytest.mark.required
+@pytest.mark.spec("5.1", "4.5", "8.4", "8.2")
+async def test_reads_while_retrying_show_retrying_and_the_attempts_so_far(harness: TestHarness) -> None:
+    """spec 5.1, 4.5, 8.4: "when attempts < max_attempts, leave the task RETRYING until the next
+    attempt starts"; "Task.attempts MUST equal the number of PROCESSING events" at every read.
+
+    While a task fails three times and then succeeds, one reader polls ListTaskEvents and GetTask
+    in turn and another follows WatchTask. Every snapshot must be a state the final history passed
+    through (RETRYING between FAILED(n) and PROCESSING(n+1), never PROCESSING of a failed attempt;
+    attempts equal to the PROCESSING events so far), every history a prefix of the final one, and
+    no read may show an earlier state than one before it.
+    """
+    answer = await submit(harness, "fail_times", _times(3), max_attempts=4)
+    polled, watched = await asyncio.gather(
+        poll_until_terminal(harness, answer.task_id),
+        watch_all(harness, answer.task_id, "spec 8.2: WatchTask streams the task to its terminal snapshot"),
+    )
+    task, events = await finished(harness, answer.task_id)
+    problems = [f"polling: {problem}" for problem in read_violations(polled, events, task.max_attempts)]
+    problems += [f"watching: {problem}" for problem in read_violations(watched, events, task.max_attempts)]
+    require_none(
+        problems,
+        "spec 5.1/4.5/8.4: every read while the task retries shows a state of its history, "
+        "RETRYING between attempts, attempts so far, never going back",
+        task=task,
+        events=events,
+    )

@@ -19,7 +19,7 @@ from scenarios._checks import (
     snapshot_violations,
     status_name,
 )
-from scenarios._support import finished, watch_all
+from scenarios._support import finished, read_violations, watch_all
 from taskqueue_proto import taskqueue_pb2 as pb
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.watch]
@@ -62,6 +62,13 @@ async def test_watch_streams_to_the_terminal_state(
         problems, f"spec 8.2/2.2: WatchTask streams legal snapshots to the terminal one ({statuses})"
     )
     task, events = await finished(harness, answer.task_id)
+    require_none(
+        read_violations(snapshots, events, task.max_attempts),
+        "spec 8.4/4.5: every snapshot is a state the task's history passed through (attempts = "
+        "PROCESSING events so far), none earlier than the one before it",
+        task=task,
+        events=events,
+    )
     last = snapshots[-1]
     require(
         (last.status, last.attempts, last.result, last.last_error)

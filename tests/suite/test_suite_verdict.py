@@ -192,6 +192,47 @@ BROKEN = [
         _area("errors", "other_payload_members"),
         ("*::test_other_payload_members_are_ignored",),
     ),
+    Broken(
+        "retrying_shown_as_processing",
+        _area("retry", "reads_while_retrying"),
+        ("*::test_reads_while_retrying_show_retrying_and_the_attempts_so_far",),
+    ),
+    Broken(
+        "sleep_returns_at_once",
+        _area("lifecycle", "sleep_completes"),
+        ("*::test_sleep_completes[[]300]",),
+    ),
+    Broken(
+        "delayed_rerun_on_resubmit",
+        _area("idempotency", "resubmit_after"),
+        (
+            "*::test_resubmit_after_completed_adds_no_event_and_does_not_rerun",
+            "*::test_resubmit_after_dead_changes_nothing",
+        ),
+    ),
+    Broken(
+        "watch_one_snapshot_then_unavailable",
+        _area("watch", "streams_to_the_terminal"),
+        ("*::test_watch_streams_to_the_terminal_state[[]sleep]",),
+    ),
+    Broken(
+        "attempts_zero_until_terminal",
+        _area("watch or retry", "streams_to_the_terminal or reads_while_retrying"),
+        (
+            "*::test_watch_streams_to_the_terminal_state[[]sleep]",
+            "*::test_reads_while_retrying_show_retrying_and_the_attempts_so_far",
+        ),
+    ),
+    Broken(
+        "stale_reads",
+        _area("retry", "reads_while_retrying"),
+        ("*::test_reads_while_retrying_show_retrying_and_the_attempts_so_far",),
+    ),
+    Broken(
+        "cancel_strands_task",
+        _area("idempotency", "cancelled_submit"),
+        ("*::test_cancelled_submit_then_resubmit_runs_the_task_once",),
+    ),
 ]
 
 

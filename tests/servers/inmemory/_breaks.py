@@ -39,6 +39,17 @@ BREAKS: dict[str, str] = {
     "rejected_key_truncated": "a key over 256 bytes is rejected, but a task is kept under its first "
     "256 bytes (spec 9.1)",
     "extra_member_rejected": "a sleep/fail_times payload with other members is rejected (spec 6.1)",
+    "retrying_shown_as_processing": "between a failed attempt and the next one the status stays "
+    "PROCESSING instead of RETRYING (spec 5.1)",
+    "sleep_returns_at_once": 'sleep {"ms": N} completes at once instead of after N ms (spec 6.2)',
+    "delayed_rerun_on_resubmit": "a resubmit of the same request quietly runs the task again a "
+    "second later (spec 3.3)",
+    "watch_one_snapshot_then_unavailable": "WatchTask sends the first snapshot, then fails "
+    "UNAVAILABLE although nothing is down (spec 8.2)",
+    "attempts_zero_until_terminal": "attempts is reported 0 until the task is terminal (spec 4.5)",
+    "stale_reads": "every other GetTask answers the task as it was before its last change (spec 8.4)",
+    "cancel_strands_task": "a submit cancelled by its client after the task was written but before "
+    "it was queued leaves it PENDING, and a retry answers it without queueing it (spec 3.7)",
 }
 """Every break name, with the rule it violates."""
 

@@ -19,6 +19,8 @@ DEFAULT_MAX_ATTEMPTS = 5
 MAX_KEY_BYTES = 256
 _SIMULATED_ROUND_TRIP_S = 0.01
 """How long the ``race_duplicates`` break pretends its storage lookup takes."""
+_SIMULATED_QUEUE_SEND_S = 0.05
+"""How long the ``cancel_strands_task`` break pretends sending the task's message takes."""
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -31,6 +33,7 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
         self._worker = worker
         self._breaks = breaks
         self._max_payload_bytes = max_payload_bytes
+        self._stale_turn = False
 
     async def _reject(self, context: Context, message: str) -> NoReturn:
         code = (
@@ -89,6 +92,10 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
         if existing is not None:
             return await self._resubmit(existing, request, fingerprint, context)
         record = self._store.insert(request, fingerprint, effective)
+        if "cancel_strands_task" in self._breaks:
+            # The break: queueing is a separate backend call; a client that cancels meanwhile
+            # cancels this handler, and the task stays PENDING, unqueued, for ever.
+            await asyncio.sleep(_SIMULATED_QUEUE_SEND_S)
         self._worker.enqueue(record.task.task_id)
         return pb.SubmitTaskResponse(task_id=record.task.task_id, status=pb.TASK_STATUS_PENDING, created=True)
 
@@ -103,8 +110,7 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
                 grpc.StatusCode.ALREADY_EXISTS,
                 f"idempotency_key: already used by a different request (task {existing.task.task_id})",
             )
-        if "rerun_on_resubmit" in self._breaks:
-            self._worker.enqueue(existing.task.task_id)
+        self._worker.rerun(existing.task.task_id)
         created = "created_true_on_resubmit" in self._breaks
         return pb.SubmitTaskResponse(
             task_id=existing.task.task_id, status=existing.task.status, created=created
@@ -121,7 +127,12 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
         return record
 
     async def GetTask(self, request: pb.GetTaskRequest, context: Context) -> pb.Task:
-        return (await self._lookup(request.task_id, context)).snapshot()
+        record = await self._lookup(request.task_id, context)
+        if "stale_reads" in self._breaks:
+            self._stale_turn = not self._stale_turn
+            if self._stale_turn and record.before is not None:
+                return record.before
+        return record.snapshot(self._breaks)
 
     async def ListTaskEvents(
         self, request: pb.ListTaskEventsRequest, context: Context
@@ -133,7 +144,9 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
         record = await self._lookup(request.task_id, context)
         while True:
             seen, changed = record.version, record.changed
-            yield record.snapshot()
+            yield record.snapshot(self._breaks)
+            if "watch_one_snapshot_then_unavailable" in self._breaks and not record.terminal:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "watch interrupted")
             if record.terminal:
                 if "watch_never_closes" in self._breaks:
                     await asyncio.Event().wait()

@@ -31,15 +31,21 @@ class TaskRecord:
     events: list[pb.TaskEvent] = field(default_factory=list)
     version: int = 0
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    before: pb.Task | None = None
+    """The task as it was before its last change (for the ``stale_reads`` break)."""
+    shown: pb.Task | None = None
+    """The task as of its last change."""
 
     @property
     def terminal(self) -> bool:
         return self.task.status in TERMINAL
 
-    def snapshot(self) -> pb.Task:
+    def snapshot(self, breaks: frozenset[str] = frozenset()) -> pb.Task:
         """A copy of the task, safe to send while the record keeps changing."""
         copy = pb.Task()
         copy.CopyFrom(self.task)
+        if "attempts_zero_until_terminal" in breaks and not self.terminal:
+            copy.attempts = 0
         return copy
 
 
@@ -113,6 +119,7 @@ class Store:
                 event.at.CopyFrom(stamp)
             record.events.append(event)
         record.task.updated_at.CopyFrom(stamp)
+        record.before, record.shown = record.shown, record.snapshot()
         record.version += 1
         signal, record.changed = record.changed, asyncio.Event()
         signal.set()

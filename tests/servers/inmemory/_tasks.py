@@ -45,12 +45,13 @@ def payload_error(task_type: str, payload: bytes, only_member: bool = False) -> 
     return None
 
 
-async def execute(task_type: str, payload: bytes, attempt: int) -> bytes:
-    """Run one attempt and return its result, or raise AttemptFailed."""
+async def execute(task_type: str, payload: bytes, attempt: int, *, sleep: bool = True) -> bytes:
+    """Run one attempt and return its result, or raise AttemptFailed (``sleep=False``: a break)."""
     if task_type == "echo":
         return payload
     if task_type == "sleep":
-        await asyncio.sleep((_count(payload, "ms") or 0) / 1000)
+        if sleep:
+            await asyncio.sleep((_count(payload, "ms") or 0) / 1000)
         return b""
     if task_type == "fail_always":
         raise AttemptFailed(f"fail_always: attempt {attempt} failed as designed")

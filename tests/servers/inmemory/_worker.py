@@ -11,6 +11,9 @@ from ._store import NewEvent, Store, TaskRecord
 from ._tasks import AttemptFailed, execute, payload_error
 
 _RUNNABLE: frozenset[int] = frozenset({pb.TASK_STATUS_PENDING, pb.TASK_STATUS_RETRYING})
+_RERUN_BREAKS: frozenset[str] = frozenset({"rerun_on_resubmit", "delayed_rerun_on_resubmit"})
+_RERUN_DELAY_S = 1.0
+"""How long after a resubmit the ``delayed_rerun_on_resubmit`` break runs the task again."""
 
 
 class Worker:
@@ -41,13 +44,23 @@ class Worker:
     def enqueue(self, task_id: str) -> None:
         self._queue.put_nowait(task_id)
 
-    def _retry_later(self, task_id: str) -> None:
+    def rerun(self, task_id: str) -> None:
+        """The rerun breaks: queue a task again that a resubmit found (at once, or a second later)."""
+        if "delayed_rerun_on_resubmit" in self._breaks:
+            self._later(task_id, _RERUN_DELAY_S)
+        elif "rerun_on_resubmit" in self._breaks:
+            self.enqueue(task_id)
+
+    def _later(self, task_id: str, delay_s: float) -> None:
         def fire() -> None:
             self._timers.discard(timer)
             self.enqueue(task_id)
 
-        timer = asyncio.get_running_loop().call_later(self._backoff_s, fire)
+        timer = asyncio.get_running_loop().call_later(delay_s, fire)
         self._timers.add(timer)
+
+    def _retry_later(self, task_id: str) -> None:
+        self._later(task_id, self._backoff_s)
 
     async def _run(self) -> None:
         while True:
@@ -58,7 +71,10 @@ class Worker:
             stuck = "bad_payload_stuck" in self._breaks
             if stuck and payload_error(record.task.task_type, record.task.payload) is not None:
                 continue  # the break: a malformed payload that was accepted is never run
-            if record.task.status in _RUNNABLE or "rerun_on_resubmit" in self._breaks:
+            runnable = record.task.status in _RUNNABLE or bool(self._breaks & _RERUN_BREAKS)
+            if "retrying_shown_as_processing" in self._breaks:
+                runnable = runnable or record.task.status == pb.TASK_STATUS_PROCESSING
+            if runnable:
                 await self._attempt(record)
 
     def _dead_after(self, max_attempts: int) -> int:
@@ -79,7 +95,9 @@ class Worker:
         )
         self._store.record(record, started)
         try:
-            result = await execute(task.task_type, task.payload, attempt)
+            result = await execute(
+                task.task_type, task.payload, attempt, sleep="sleep_returns_at_once" not in self._breaks
+            )
         except AttemptFailed as failure:
             self._failed(record, attempt, str(failure))
             return
@@ -99,6 +117,7 @@ class Worker:
             task.status = pb.TASK_STATUS_DEAD
             self._store.record(record, [failed, NewEvent(pb.TASK_EVENT_TYPE_DEAD)])
             return
-        task.status = pb.TASK_STATUS_RETRYING
+        if "retrying_shown_as_processing" not in self._breaks:
+            task.status = pb.TASK_STATUS_RETRYING
         self._store.record(record, [failed])
         self._retry_later(task.task_id)
