@@ -73,7 +73,6 @@ _MARKERS: Final = {
     "spec(*sections)": "the docs/spec.md sections the scenario checks, e.g. spec('3.3', '2.3')",
     "opt_in": "runs only when its option asks for it; not running it does not count against the verdict",
     "capability(name)": "skipped unless GetServerInfo.capabilities lists name",
-    "spec(*sections)": "the docs/spec.md sections the scenario checks, e.g. spec('3.3', '2.3')",
 }
 
 

@@ -30,6 +30,12 @@ from taskqueue_proto import taskqueue_pb2 as pb
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.retry]
 
 
+_READ_FAILURES = 6
+"""Failed attempts (so retry windows) of the task whose reads are checked."""
+_POLLERS = 3
+"""Readers polling at once: a short backoff is a short window, and each has a chance to land in it."""
+
+
 def _times(count: int) -> bytes:
     return json.dumps({"times": count}).encode()
 
@@ -112,19 +118,30 @@ async def test_reads_while_retrying_show_retrying_and_the_attempts_so_far(harnes
     """spec 5.1, 4.5, 8.4: "when attempts < max_attempts, leave the task RETRYING until the next
     attempt starts"; "Task.attempts MUST equal the number of PROCESSING events" at every read.
 
-    While a task fails three times and then succeeds, one reader polls ListTaskEvents and GetTask
+    While a task fails six times and then succeeds, three readers poll ListTaskEvents and GetTask
     in turn and another follows WatchTask. Every snapshot must be a state the final history passed
     through (RETRYING between FAILED(n) and PROCESSING(n+1), never PROCESSING of a failed attempt;
     attempts equal to the PROCESSING events so far), every history a prefix of the final one, and
     no read may show an earlier state than one before it.
     """
-    answer = await submit(harness, "fail_times", _times(3), max_attempts=4)
-    polled, watched = await asyncio.gather(
-        poll_until_terminal(harness, answer.task_id),
-        watch_all(harness, answer.task_id, "spec 8.2: WatchTask streams the task to its terminal snapshot"),
+    answer = await submit(harness, "fail_times", _times(_READ_FAILURES), max_attempts=_READ_FAILURES + 1)
+    watching = asyncio.ensure_future(
+        watch_all(harness, answer.task_id, "spec 8.2: WatchTask streams the task to its terminal snapshot")
     )
+    try:
+        polled = await asyncio.gather(
+            *(poll_until_terminal(harness, answer.task_id) for _ in range(_POLLERS))
+        )
+    finally:
+        if not watching.done():
+            await asyncio.wait({watching}, timeout=harness.timeout)
+    watched = await watching
     task, events = await finished(harness, answer.task_id)
-    problems = [f"polling: {problem}" for problem in read_violations(polled, events, task.max_attempts)]
+    problems = [
+        f"poller {number}: {problem}"
+        for number, reads in enumerate(polled, start=1)
+        for problem in read_violations(reads, events, task.max_attempts)
+    ]
     problems += [f"watching: {problem}" for problem in read_violations(watched, events, task.max_attempts)]
     require_none(
         problems,
