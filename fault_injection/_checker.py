@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import taskqueue_contract as contract
 from fault_injection._history import Event, History, Operation, TaskSnapshot, Window, fingerprint
@@ -75,8 +75,20 @@ class Anomaly:
     evidence: str
 
     def to_json(self) -> dict[str, str | None]:
-        """A JSON-ready dict."""
-        return asdict(self)
+        """The one JSON shape of an anomaly (``check --json``, chaos reports): ``rule``, its
+        ``meaning`` (from ``RULES``), ``task_id``, ``idempotency_key``, ``evidence``."""
+        return {
+            "rule": self.rule,
+            "meaning": RULES.get(self.rule, ""),
+            "task_id": self.task_id,
+            "idempotency_key": self.idempotency_key,
+            "evidence": self.evidence,
+        }
+
+    def line(self) -> str:
+        """``rule: task T key K: evidence`` on one line (the evidence cut at 300 characters)."""
+        evidence = " ".join(self.evidence.split())[:300]
+        return f"{self.rule}: task {self.task_id or '-'} key {self.idempotency_key or '-'}: {evidence}"
 
 
 def check(history: History, *, min_ack_fraction: float | None = None) -> list[Anomaly]:

@@ -12,6 +12,10 @@ terminal (WatchTask, falling back to GetTask; progress lines name the tasks stil
 reports the tasks it gave up on with their evidence at once, collects final snapshots and
 histories, and returns the ``History`` for ``fault_injection.history.check``.
 
+``run_and_check`` is the run followed by that check: its ``ChaosOutcome`` holds the result, the
+anomalies and where the history was saved, and shapes them for reports (``history_summary``, the
+anomalies in ``Anomaly.to_json``'s one shape) and terminals (``anomaly_lines``).
+
 The same seed gives the same fault schedule and the same workload choices per client loop; the
 interleaving of calls still depends on timing. Independent of pytest; runs in one asyncio loop.
 """
@@ -19,8 +23,10 @@ interleaving of calls still depends on timing. Independent of pytest; runs in on
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
+import pathlib
 import random
 import sys
 import time
@@ -33,6 +39,7 @@ import grpc.aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fault_injection._backoff import Backoff
+from fault_injection._checker import Anomaly, check
 from fault_injection._history import (
     INDETERMINATE_CODES,
     History,
@@ -56,12 +63,14 @@ from taskqueue_proto import SERVICE_NAME, taskqueue_pb2, taskqueue_pb2_grpc
 __all__ = [
     "FAULT_KINDS",
     "ChaosConfig",
+    "ChaosOutcome",
     "ChaosResult",
     "ProcessControl",
     "ScheduledFault",
     "default_drain_timeout",
     "fault_schedule",
     "open_fault",
+    "run_and_check",
     "run_chaos",
 ]
 
@@ -682,3 +691,68 @@ async def run_chaos(
                 await asyncio.to_thread(_heal, proxies)
         if own_channel:
             await chan.close()
+
+
+# ------------------------------------------------------------------------------ the run, checked
+
+SHOWN_ANOMALIES = 20
+"""How many anomalies ``ChaosOutcome.anomaly_lines`` lists before "... and N more"."""
+
+
+@dataclass
+class ChaosOutcome:
+    """A checked chaos run: the run's result, the checker's anomalies, where the history went."""
+
+    result: ChaosResult
+    anomalies: list[Anomaly]
+    history_path: pathlib.Path | None = None
+    links: Sequence[str] = ()
+
+    def history_summary(self) -> dict[str, Any]:
+        """A report's ``history`` object: counts, the anomalies (``Anomaly.to_json``), the saved path."""
+        history = self.result.history
+        kinds = collections.Counter(op.kind for op in history.operations)
+        health = [op for op in history.operations if op.kind.startswith("health")]
+        return {
+            "operations": self.result.operations,
+            "operations_by_kind": dict(sorted(kinds.items())),
+            "tasks": len(history.tasks),
+            "undrained": list(self.result.undrained),
+            "health_checks": {
+                "ok": sum(1 for op in health if op.outcome == "ok"),
+                "failed": sum(1 for op in health if op.outcome != "ok"),
+            },
+            "codes": dict(sorted(self.result.codes.items())),
+            "anomalies": [anomaly.to_json() for anomaly in self.anomalies],
+            "anomalies_by_rule": dict(collections.Counter(anomaly.rule for anomaly in self.anomalies)),
+            "path": str(self.history_path) if self.history_path is not None else None,
+        }
+
+    def anomaly_lines(self, limit: int = SHOWN_ANOMALIES) -> list[str]:
+        """One line per anomaly (the first ``limit``), for terminals and failure messages."""
+        lines = [anomaly.line() for anomaly in self.anomalies[:limit]]
+        if len(self.anomalies) > limit:
+            lines.append(
+                f"... and {len(self.anomalies) - limit} more (see the report or `taskqueue-harness check`)"
+            )
+        return lines
+
+
+async def run_and_check(
+    target: str,
+    toxiproxy: Toxiproxy | None,
+    config: ChaosConfig,
+    *,
+    history_path: pathlib.Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ChaosOutcome:
+    """``run_chaos``, then ``check`` on its history, saved to ``history_path`` when given.
+
+    ``progress`` receives the progress lines (default: stderr).
+    """
+    result = await run_chaos(target, toxiproxy, config, progress=progress or _stderr)
+    anomalies = check(result.history)
+    if history_path is not None:
+        history_path.parent.mkdir(parents=True, exist_ok=True)
+        result.history.save(history_path)
+    return ChaosOutcome(result, anomalies, history_path, tuple(config.fault_proxies))

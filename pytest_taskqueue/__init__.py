@@ -1,27 +1,75 @@
 """pytest-taskqueue: conformance toolkit for distributed task-queue services.
 
-The public surface of the plugin, for scenarios and for users who write their own:
+The public surface of the plugin, for scenarios and for users who write their own (docs/plugin.md):
 
 - ``TestHarness``: what the ``harness`` fixture gives a test (client, keys, waits, backends).
 - ``TaskQueueClient``: the typed grpc.aio client of taskqueue.v1 (``harness.api``).
 - ``WaitTimeout``: raised by ``harness.wait_for_status``; its message has the task's history.
+- ``HarnessNotOwnedError``: a harness-owned part (``harness.db``...) used against a plain target.
 - ``TERMINAL_STATUSES``: COMPLETED and DEAD.
 - ``MAX_PAYLOAD_LIMIT``: the largest ``max_payload_bytes`` the spec allows (4 MiB, 8.3).
+- ``TaskQueueConfig``: the parsed options (the ``taskqueue_config`` fixture).
+- ``HarnessFaults``: the stack's fault proxies (``harness.faults``).
+- ``run_chaos_for_harness``: the seeded chaos run against the harness's stack, checked.
 - ``pb``: the generated messages, ``taskqueue_proto.taskqueue_pb2``.
 
+Each name is imported on first use (PEP 562), so ``import pytest_taskqueue.plugin``, which every
+pytest run on a machine with the plugin installed does, loads neither grpc nor the stack code.
 The plugin itself is ``pytest_taskqueue.plugin``; its fixtures and options are in docs/plugin.md.
 """
 
-from pytest_taskqueue._client import MAX_PAYLOAD_LIMIT, TERMINAL_STATUSES, TaskQueueClient
-from pytest_taskqueue._harness import HarnessNotOwnedError, TestHarness, WaitTimeout
-from taskqueue_proto import taskqueue_pb2 as pb
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_taskqueue._client import MAX_PAYLOAD_LIMIT, TERMINAL_STATUSES, TaskQueueClient
+    from pytest_taskqueue._faults import HarnessFaults
+    from pytest_taskqueue._harness import HarnessNotOwnedError, TestHarness, WaitTimeout
+    from pytest_taskqueue._harness_chaos import run_chaos_for_harness
+    from pytest_taskqueue._options import TaskQueueConfig
+    from taskqueue_proto import taskqueue_pb2 as pb
 
 __all__ = [
     "MAX_PAYLOAD_LIMIT",
     "TERMINAL_STATUSES",
+    "HarnessFaults",
     "HarnessNotOwnedError",
     "TaskQueueClient",
+    "TaskQueueConfig",
     "TestHarness",
     "WaitTimeout",
     "pb",
+    "run_chaos_for_harness",
 ]
+
+_HOMES: dict[str, tuple[str, str | None]] = {
+    "MAX_PAYLOAD_LIMIT": ("pytest_taskqueue._client", "MAX_PAYLOAD_LIMIT"),
+    "TERMINAL_STATUSES": ("pytest_taskqueue._client", "TERMINAL_STATUSES"),
+    "TaskQueueClient": ("pytest_taskqueue._client", "TaskQueueClient"),
+    "HarnessFaults": ("pytest_taskqueue._faults", "HarnessFaults"),
+    "HarnessNotOwnedError": ("pytest_taskqueue._harness", "HarnessNotOwnedError"),
+    "TestHarness": ("pytest_taskqueue._harness", "TestHarness"),
+    "WaitTimeout": ("pytest_taskqueue._harness", "WaitTimeout"),
+    "run_chaos_for_harness": ("pytest_taskqueue._harness_chaos", "run_chaos_for_harness"),
+    "TaskQueueConfig": ("pytest_taskqueue._options", "TaskQueueConfig"),
+    "pb": ("taskqueue_proto.taskqueue_pb2", None),
+}
+"""Where each public name lives: (module, attribute; None for the module itself)."""
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use (PEP 562) and keep it in the module."""
+    try:
+        module_name, attribute = _HOMES[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

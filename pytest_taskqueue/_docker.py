@@ -45,6 +45,8 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any, cast
 
+from pytest_taskqueue._errors import UserMessageError
+from pytest_taskqueue._images import DEFAULT_DYNAMODB_IMAGE, DEFAULT_ELASTICMQ_IMAGE, DEFAULT_TOXIPROXY_IMAGE
 from pytest_taskqueue._procs import read_process
 
 __all__ = [
@@ -62,10 +64,6 @@ __all__ = [
     "check_docker",
     "remove_leftovers",
 ]
-
-DEFAULT_DYNAMODB_IMAGE = "amazon/dynamodb-local:2.5.2"
-DEFAULT_ELASTICMQ_IMAGE = "softwaremill/elasticmq-native:1.6.16"
-DEFAULT_TOXIPROXY_IMAGE = "ghcr.io/shopify/toxiproxy:2.12.0"
 
 DYNAMODB_LOCAL_COMMAND: tuple[str, ...] = ("-jar", "DynamoDBLocal.jar", "-sharedDb", "-inMemory")
 """The command for DynamoDB Local images; any other DynamoDB image runs its own default command."""
@@ -103,7 +101,7 @@ _OPTION_OF_ROLE = {
 }
 
 
-class DockerUnavailableError(RuntimeError):
+class DockerUnavailableError(UserMessageError):
     """No Docker daemon answers; ``str()`` is the one line to show the user, no traceback needed."""
 
     def __init__(self, detail: str) -> None:
@@ -114,7 +112,7 @@ class DockerUnavailableError(RuntimeError):
         )
 
 
-class DockerBackendError(RuntimeError):
+class DockerBackendError(UserMessageError):
     """A container of the docker backend could not be provided or did not become ready.
 
     The message names the backend and its image; for a readiness failure it carries the tail of

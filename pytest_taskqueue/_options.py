@@ -18,7 +18,7 @@ from typing import Final
 
 import pytest
 
-from pytest_taskqueue._docker import DEFAULT_DYNAMODB_IMAGE, DEFAULT_ELASTICMQ_IMAGE, DEFAULT_TOXIPROXY_IMAGE
+from pytest_taskqueue._images import DEFAULT_IMAGES
 
 __all__ = [
     "CONFIG_KEY",
@@ -42,12 +42,6 @@ DEFAULT_CONNECT_TIMEOUT_S: Final = 15.0
 """Default deadline for the target to answer its health check (``--taskqueue-connect-timeout``)."""
 
 _GROUP = "taskqueue"
-_IMAGE_OPTIONS: Final = (
-    ("dynamodb", DEFAULT_DYNAMODB_IMAGE),
-    ("elasticmq", DEFAULT_ELASTICMQ_IMAGE),
-    ("toxiproxy", DEFAULT_TOXIPROXY_IMAGE),
-)
-"""The docker backend's image options: (role, default image)."""
 _TARGET_RE = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})$")
 
 
@@ -157,7 +151,7 @@ def add_options(parser: pytest.Parser) -> None:
         help="backends of the harness-owned stack: local processes (default) or Docker containers "
         "through testcontainers (env TASKQUEUE_BACKEND, ini taskqueue_backend; docs/docker.md)",
     )
-    for role, default in _IMAGE_OPTIONS:
+    for role, default in DEFAULT_IMAGES:
         group.addoption(
             f"--taskqueue-{role}-image",
             metavar="IMAGE",
@@ -240,7 +234,7 @@ def load_config(config: pytest.Config) -> TaskQueueConfig:
     if backend_set is not None and backend not in ("local", "docker"):
         raise pytest.UsageError(f"{backend_set.name}: {backend!r} is not one of: local, docker")
     images: dict[str, str | None] = {}
-    for role, _ in _IMAGE_OPTIONS:
+    for role, _ in DEFAULT_IMAGES:
         image = _pick(
             config, f"--taskqueue-{role}-image", f"TASKQUEUE_{role.upper()}_IMAGE", f"taskqueue_{role}_image"
         )

@@ -4,7 +4,8 @@ Override any of them with an ordinary fixture of the same name in a ``conftest.p
 docs/plugin.md). Dependencies run outward from the options: ``taskqueue_config`` ->
 ``taskqueue_stack`` -> ``taskqueue_target`` -> ``taskqueue_client`` -> ``taskqueue_server_info``
 -> ``harness``. Session fixtures are set up on first use, so runs that never touch them (plain
-tests on a machine where the plugin is installed) start nothing and contact nothing.
+tests on a machine where the plugin is installed) start nothing and contact nothing; the client,
+harness and stack code (grpc, aioboto3) is imported by the fixtures that use it, not with this module.
 """
 
 from __future__ import annotations
@@ -17,16 +18,17 @@ import pytest
 import pytest_asyncio
 
 from pytest_taskqueue import _options
-from pytest_taskqueue._client import ReadinessError, TaskQueueClient, check_listening, describe_rpc_error
 from pytest_taskqueue._collect import HARNESS_ONLY_REASON, skip_for_level
-from pytest_taskqueue._harness import KeyFactory, OwnedBackends, TestHarness
+from pytest_taskqueue._errors import UserMessageError
 from pytest_taskqueue._infra import abort_run, one_line
 from pytest_taskqueue._options import CONFIG_KEY, TaskQueueConfig
 from pytest_taskqueue._report import INFO_KEY
-from taskqueue_proto import taskqueue_pb2 as pb
 
 if TYPE_CHECKING:
+    from pytest_taskqueue._client import TaskQueueClient
+    from pytest_taskqueue._harness import TestHarness
     from pytest_taskqueue._stack import ReferenceStack
+    from taskqueue_proto import taskqueue_pb2 as pb
 
 __all__ = [
     "harness",
@@ -80,9 +82,9 @@ def taskqueue_stack(
         stack.start()
     except Exception as error:
         first, _, rest = str(error).strip().partition("\n")
-        # Errors that are already one line for the user (the docker backend's "no Docker daemon
-        # answers ...; use --taskqueue-backend=local") are shown as they are.
-        if not first.startswith("taskqueue: "):
+        # Errors already written for the user (the docker backend's "no Docker daemon answers ...;
+        # use --taskqueue-backend=local") are shown as they are.
+        if not isinstance(error, UserMessageError):
             owned = taskqueue_config.target_cmd is None
             what = "the reference stack" if owned else "the implementation's stack"
             first = f"taskqueue: {what} failed to start: {first}"
@@ -114,6 +116,8 @@ async def taskqueue_client(
     An external target that refuses the connection stops the run at once; only a target the
     harness started is waited for while it may still be starting.
     """
+    from pytest_taskqueue._client import ReadinessError, TaskQueueClient, check_listening
+
     client = TaskQueueClient(
         taskqueue_target,
         tls_ca=taskqueue_config.tls_ca,
@@ -137,6 +141,8 @@ async def taskqueue_server_info(
     request: pytest.FixtureRequest, taskqueue_client: TaskQueueClient, taskqueue_target: str
 ) -> pb.ServerInfo:
     """The target's GetServerInfo answer, asked once per session (``harness.info``)."""
+    from pytest_taskqueue._client import describe_rpc_error
+
     try:
         info = await taskqueue_client.server_info()
     except Exception as error:
@@ -199,6 +205,8 @@ async def harness(
     Skips the test, with the reason, when it is ``harness_only`` and the target is external, or
     when it needs a ``capability`` the target does not list.
     """
+    from pytest_taskqueue._harness import KeyFactory, OwnedBackends, TestHarness
+
     owned = taskqueue_stack is not None and str(taskqueue_stack.target) == taskqueue_target
     if not owned and request.node.get_closest_marker("harness_only") is not None:
         skip_for_level(request.node, HARNESS_ONLY_REASON)
@@ -208,9 +216,9 @@ async def harness(
     backends = None
     faults = None
     if owned and taskqueue_stack is not None and taskqueue_aws is not None:
-        backends = OwnedBackends(taskqueue_stack, *taskqueue_aws)
         from pytest_taskqueue._faults import HarnessFaults
 
+        backends = OwnedBackends(taskqueue_stack, *taskqueue_aws)
         faults = HarnessFaults(taskqueue_stack.toxiproxy_url)
         request.addfinalizer(faults.reset_if_used)  # per-test isolation: no fault outlives its test
     return TestHarness(

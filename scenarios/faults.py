@@ -22,9 +22,7 @@ import grpc
 import grpc.aio
 import pytest
 
-from pytest_taskqueue import TestHarness, WaitTimeout
-from pytest_taskqueue._faults import HarnessFaults
-from pytest_taskqueue._options import TaskQueueConfig
+from pytest_taskqueue import HarnessFaults, TaskQueueConfig, TestHarness, WaitTimeout, run_chaos_for_harness
 from scenarios._calls import RETRYABLE, get_events, get_task, submit, submit_tracked
 from scenarios._checks import count, finished_task_violations, require, require_none, status_name, violated
 from scenarios._support import finished
@@ -464,10 +462,8 @@ async def test_chaos_run_breaks_no_rule(
     seconds = taskqueue_config.chaos_seconds
     if seconds is None:
         pytest.skip("chaos run not requested: give --taskqueue-chaos-seconds=N (and --taskqueue-chaos-seed)")
-    from pytest_taskqueue._chaos import run_for_harness
-
     history_path = tmp_path_factory.mktemp("chaos") / f"history-seed{taskqueue_config.chaos_seed}.json"
-    outcome = await run_for_harness(harness, seconds, taskqueue_config.chaos_seed, history_path)
+    outcome = await run_chaos_for_harness(harness, seconds, taskqueue_config.chaos_seed, history_path)
     summary = outcome.history_summary()
     if outcome.anomalies:
         violated(

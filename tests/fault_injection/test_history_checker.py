@@ -652,4 +652,6 @@ def test_anomalies_serialise_to_json() -> None:
     b = Builder()
     _lost(b)
     encoded = json.dumps([a.to_json() for a in check(b.history)])
-    assert json.loads(encoded)[0]["rule"] == "lost_submit"
+    (anomaly,) = json.loads(encoded)
+    assert set(anomaly) == {"rule", "meaning", "task_id", "idempotency_key", "evidence"}
+    assert anomaly["rule"] == "lost_submit" and anomaly["meaning"] == RULES["lost_submit"]

@@ -63,7 +63,7 @@ def test_broken_implementation_is_flagged(tmp_path: Path, brk: str, rules: set[s
     )
     anomalies = run.report["history"]["anomalies"]
     assert {a["rule"] for a in anomalies} & rules, anomalies[:3]
-    assert all(a["rule"] and a["evidence"] and "task" in a for a in anomalies)
+    assert all(a["rule"] and a["meaning"] and a["evidence"] and "task_id" in a for a in anomalies)
     assert "ANOMALIES" in run.stdout
 
     again = run_cli("check", run.report["history"]["path"])

@@ -1,9 +1,10 @@
-"""Chaos runs from the command line (``taskqueue-harness chaos`` and ``check``) and inside pytest.
+"""``taskqueue-harness chaos`` and ``check``: a seeded chaos run from the command line, and the
+check of a saved history.
 
 ``taskqueue-harness chaos --seed N --duration SECONDS [--target HOST:PORT | --target-cmd CMD
 [--worker-cmd CMD]] [--report PATH]`` brings up what the run needs, then runs
-``fault_injection.chaos.run_chaos`` (a seeded fault schedule under a mixed workload, health checked
-before and after each fault) and ``fault_injection.history.check`` on the recorded history:
+``fault_injection.chaos.run_and_check`` (a seeded fault schedule under a mixed workload, health
+checked before and after each fault, then the history checker):
 
 - no target: the reference stack (every link through its own Toxiproxy proxy, all five faulted);
 - ``--target-cmd``: the implementation, run by the harness as in pytest (``CommandStack``);
@@ -11,202 +12,72 @@ before and after each fault) and ``fault_injection.history.check`` on the record
   it, so only the client -> API link (``api``) can be faulted, as the output says.
 
 The history is saved (beside the report: ``PATH`` with ``.history.json``) and the JSON report's
-``history`` object holds ``operations`` and ``anomalies`` (rule, task, evidence). Exit status:
+``history`` object holds ``operations`` and ``anomalies`` (``Anomaly.to_json``). Exit status:
 0 no anomaly, 1 anomalies, 2 a usage error, 3 the infrastructure failed (a stack that cannot start,
-a target that is not SERVING: one line, reported apart from anomalies), 130 interrupted.
+a target that is not SERVING: one line, reported apart from anomalies), 128 + signal number when
+SIGINT/SIGTERM interrupted it (130, 143) after everything started was stopped.
 
 ``taskqueue-harness check HISTORY`` checks a saved history again, offline (exit 0 or 1; 2 when it
-cannot be read). ``run_for_harness`` is the same run as one pytest scenario
-(``--taskqueue-chaos-seconds``).
+cannot be read).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import contextlib
 import datetime
 import json
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
-from pytest_taskqueue.cli import _positive_float  # the CLI's own argument type (cli imports this lazily)
+from fault_injection.chaos import ChaosConfig, ChaosOutcome, run_and_check
+from fault_injection.history import History, check
+from pytest_taskqueue.cli._common import (
+    EXIT_ANOMALIES,
+    EXIT_INFRA,
+    EXIT_OK,
+    EXIT_USAGE,
+    PROG,
+    Interrupted,
+    describe_failure,
+    error,
+    first_line,
+    handling_signals,
+    non_negative_int,
+    positive_float,
+    progress,
+    raise_interrupted,
+)
 
 if TYPE_CHECKING:
     from fault_injection import Toxiproxy
-    from fault_injection.chaos import ChaosConfig, ChaosResult
-    from fault_injection.history import Anomaly
-    from pytest_taskqueue._harness import TestHarness
+    from pytest_taskqueue._faults import ImplementationCommands
+    from pytest_taskqueue._stack import ReferenceStack
 
-__all__ = [
-    "EXIT_ANOMALIES",
-    "EXIT_INFRA",
-    "EXIT_OK",
-    "EXIT_USAGE",
-    "REPORT_FORMAT",
-    "ChaosOutcome",
-    "register_chaos",
-    "register_check",
-    "run_for_harness",
-]
+__all__ = ["REPORT_FORMAT", "add_parser", "run", "run_check"]
 
-PROG: Final = "taskqueue-harness"
 REPORT_FORMAT: Final = "pytest-taskqueue-chaos-report/1"
 """Value of the ``format`` member of a chaos report."""
-
-EXIT_OK: Final = 0
-EXIT_ANOMALIES: Final = 1
-EXIT_USAGE: Final = 2
-EXIT_INFRA: Final = 3
-EXIT_INTERRUPTED: Final = 130
 
 API_ONLY_NOTE: Final = (
     "only the client -> API link (api) can be faulted: the target runs outside the harness, so its "
     "backend links are not proxied (use --target-cmd to fault them too)"
 )
-_SHOWN_ANOMALIES: Final = 20
 
 
 class _InfraError(RuntimeError):
     """The run could not be carried out (one line): exit 3, reported apart from anomalies."""
 
 
-class _Interrupted(BaseException):
-    """SIGINT/SIGTERM: unwind (stopping everything) and exit 128 + signal."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-# ------------------------------------------------------------------------------ shared with pytest
-
-
-@dataclass
-class ChaosOutcome:
-    """A finished chaos run: the recorder's result, the checker's anomalies, where the history went."""
-
-    result: ChaosResult
-    anomalies: list[Anomaly]
-    history_path: Path | None = None
-    links: Sequence[str] = ()
-
-    def history_summary(self) -> dict[str, Any]:
-        """The report's ``history`` object: counts, anomalies (rule, task, evidence), the saved path."""
-        history = self.result.history
-        kinds = collections.Counter(op.kind for op in history.operations)
-        health = [op for op in history.operations if op.kind.startswith("health")]
-        return {
-            "operations": self.result.operations,
-            "operations_by_kind": dict(sorted(kinds.items())),
-            "tasks": len(history.tasks),
-            "undrained": list(self.result.undrained),
-            "health_checks": {
-                "ok": sum(1 for op in health if op.outcome == "ok"),
-                "failed": sum(1 for op in health if op.outcome != "ok"),
-            },
-            "codes": dict(sorted(self.result.codes.items())),
-            "anomalies": [anomaly_json(a) for a in self.anomalies],
-            "anomalies_by_rule": dict(collections.Counter(a.rule for a in self.anomalies)),
-            "path": str(self.history_path) if self.history_path is not None else None,
-        }
-
-    def anomaly_lines(self, limit: int = _SHOWN_ANOMALIES) -> list[str]:
-        """One line per anomaly (the first ``limit``), for terminals and failure messages."""
-        lines = [anomaly_line(a) for a in self.anomalies[:limit]]
-        if len(self.anomalies) > limit:
-            lines.append(f"... and {len(self.anomalies) - limit} more (see the report or `{PROG} check`)")
-        return lines
-
-
-def anomaly_json(anomaly: Anomaly) -> dict[str, Any]:
-    """A report entry: the rule broken (and what it means), the task and key, the evidence."""
-    from fault_injection.history import RULES
-
-    return {
-        "rule": anomaly.rule,
-        "meaning": RULES.get(anomaly.rule, ""),
-        "task": anomaly.task_id,
-        "idempotency_key": anomaly.idempotency_key,
-        "evidence": anomaly.evidence,
-    }
-
-
-def anomaly_line(anomaly: Anomaly) -> str:
-    """``rule: task T key K: evidence`` on one line (evidence shortened)."""
-    evidence = " ".join(anomaly.evidence.split())[:300]
-    return f"{anomaly.rule}: task {anomaly.task_id or '-'} key {anomaly.idempotency_key or '-'}: {evidence}"
-
-
-def chaos_config(seed: int, seconds: float, links: Sequence[str], **changes: Any) -> ChaosConfig:
-    """The chaos run's settings: ``fault_injection``'s defaults, this seed, duration and links."""
-    from fault_injection.chaos import ChaosConfig
-
-    return replace(ChaosConfig(), seed=seed, duration_s=seconds, fault_proxies=tuple(links), **changes)
-
-
-async def _run_and_check(
-    target: str,
-    toxiproxy: Toxiproxy | None,
-    config: ChaosConfig,
-    history_path: Path | None,
-    progress: Callable[[str], None],
-) -> ChaosOutcome:
-    from fault_injection.chaos import run_chaos
-    from fault_injection.history import check
-
-    result = await run_chaos(target, toxiproxy, config, progress=progress)
-    anomalies = check(result.history)
-    if history_path is not None:
-        history_path.parent.mkdir(parents=True, exist_ok=True)
-        result.history.save(history_path)
-    return ChaosOutcome(result, anomalies, history_path, tuple(config.fault_proxies))
-
-
-async def run_for_harness(
-    harness: TestHarness,
-    seconds: float,
-    seed: int,
-    history_path: Path | None = None,
-    progress: Callable[[str], None] | None = None,
-) -> ChaosOutcome:
-    """The chaos run against the harness's target, faulting every link of its stack.
-
-    Skips (through ``harness.faults``) against a plain ``--taskqueue-target``, whose links are not
-    proxied. The history is saved to ``history_path`` when given.
-    """
-    links = harness.faults.proxies  # resets Toxiproxy first; the harness resets it after the test
-    config = chaos_config(seed, seconds, list(links))
-    return await _run_and_check(
-        harness.api.target, harness.faults.toxiproxy, config, history_path, progress or _stderr
-    )
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
-
-
 # ------------------------------------------------------------------------------------- arguments
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
 
 
 def _target(text: str) -> str:
@@ -221,10 +92,8 @@ def _target(text: str) -> str:
     return text.strip()
 
 
-def register_chaos(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``chaos`` to the ``taskqueue-harness`` parser."""
-    from fault_injection.chaos import ChaosConfig
-
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``chaos``, and ``check`` (which re-checks the histories ``chaos`` saves)."""
     defaults = ChaosConfig()
     parser = subparsers.add_parser(
         "chaos",
@@ -238,9 +107,11 @@ def register_chaos(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
             "could not be brought up."
         ),
     )
-    parser.add_argument("--seed", type=_seed, default=0, help="seed of the schedule and workload (default 0)")
     parser.add_argument(
-        "--duration", type=_positive_float, default=60.0, help="seconds of workload under faults (default 60)"
+        "--seed", type=non_negative_int, default=0, help="seed of the schedule and workload (default 0)"
+    )
+    parser.add_argument(
+        "--duration", type=positive_float, default=60.0, help="seconds of workload under faults (default 60)"
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
@@ -275,45 +146,37 @@ def register_chaos(subparsers: argparse._SubParsersAction[argparse.ArgumentParse
     )
     parser.add_argument(
         "--rate",
-        type=_positive_float,
+        type=positive_float,
         default=defaults.ops_per_second,
         help="target operations per second, all clients together (default %(default)s)",
     )
     parser.add_argument(
         "--health-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=defaults.health_timeout_s,
         help="seconds the target may take to report SERVING, at the start and after each fault "
         "(default %(default)s)",
     )
     parser.add_argument(
         "--start-timeout",
-        type=_positive_float,
+        type=positive_float,
         default=60.0,
         help="seconds each process may take to become ready (default %(default)s)",
     )
     parser.add_argument("--keep-logs", action="store_true", help="keep the stack's log folder")
-    parser.set_defaults(handler=run_chaos_command)
-
-
-def register_check(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``check`` to the ``taskqueue-harness`` parser."""
-    parser = subparsers.add_parser(
+    parser.set_defaults(run=run)
+    check = subparsers.add_parser(
         "check",
         help="check a saved chaos history against the contract again (offline)",
         description="Check a history saved by `taskqueue-harness chaos` (or "
         "fault_injection.history.History.save). Exit 0 without anomalies, 1 with, 2 if unreadable.",
     )
-    parser.add_argument("history", type=Path, metavar="HISTORY", help="the saved history (JSON)")
-    parser.add_argument("--json", action="store_true", help="print the anomalies as one JSON object")
-    parser.set_defaults(handler=run_check_command)
+    check.add_argument("history", type=Path, metavar="HISTORY", help="the saved history (JSON)")
+    check.add_argument("--json", action="store_true", help="print the anomalies as one JSON object")
+    check.set_defaults(run=run_check)
 
 
 # ------------------------------------------------------------------------------------------ chaos
-
-
-def _error(message: str) -> None:
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -325,11 +188,11 @@ class _Setup:
     toxiproxy: Toxiproxy
     links: tuple[str, ...]
     note: str = ""
-    stack: Any = None
+    stack: ReferenceStack | None = None
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def _usage_checks(args: argparse.Namespace) -> tuple[Any, tuple[str, ...] | None]:
+def _usage_checks(args: argparse.Namespace) -> tuple[ImplementationCommands | None, tuple[str, ...] | None]:
     """The implementation commands (or None) and the requested links; ValueError names the option."""
     from pytest_taskqueue._faults import ImplementationCommands, TemplateError
 
@@ -356,9 +219,10 @@ def _usage_checks(args: argparse.Namespace) -> tuple[Any, tuple[str, ...] | None
 
 
 @contextlib.contextmanager
-def _bring_up(args: argparse.Namespace, commands: Any, log_dir: Path) -> Iterator[_Setup]:
+def _bring_up(
+    args: argparse.Namespace, commands: ImplementationCommands | None, log_dir: Path
+) -> Iterator[_Setup]:
     """Start what the run needs (stopped on every exit path); failures are ``_InfraError``."""
-    from pytest_taskqueue._procs import BackendStartError
     from pytest_taskqueue._stack import PROXY_NAMES, ReferenceStack, StackConfig
 
     if args.target is not None:
@@ -381,11 +245,8 @@ def _bring_up(args: argparse.Namespace, commands: Any, log_dir: Path) -> Iterato
     try:
         try:
             stack.start()
-        except BackendStartError as error:
-            raise _InfraError(f"the stack failed to start: {error.summary}") from error
-        except Exception as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise _InfraError(f"the stack failed to start: {first} (logs: {log_dir})") from error
+        except Exception as failure:
+            raise _InfraError(f"the stack failed to start: {describe_failure(failure, log_dir)}") from failure
         yield _Setup(
             mode=mode,
             target=stack.target,
@@ -408,13 +269,13 @@ def _proxied_target(target: str, log_dir: Path) -> Iterator[_Setup]:
         try:
             server = ToxiproxyServer(log_dir=log_dir, progress=None, log_level="warn")
             running.enter_context(server)
-        except (OSError, RuntimeError) as error:  # install, start: one line, the log is in log_dir
-            raise _InfraError(f"Toxiproxy could not be started: {_first_line(error)}") from error
+        except (OSError, RuntimeError) as failure:  # install, start: one line, the log is in log_dir
+            raise _InfraError(f"Toxiproxy could not be started: {first_line(failure)}") from failure
         toxiproxy = Toxiproxy(server.endpoint)
         try:
             api = toxiproxy.create_proxy("api", "127.0.0.1:0", target)
-        except ToxiproxyError as error:
-            raise _InfraError(f"cannot put a proxy in front of {target}: {error}") from error
+        except ToxiproxyError as failure:
+            raise _InfraError(f"cannot put a proxy in front of {target}: {failure}") from failure
         yield _Setup(
             mode="target",
             target=api.listen,
@@ -442,13 +303,12 @@ def _write_report(path: Path | None, report: dict[str, Any]) -> None:
     path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
 
-def run_chaos_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """``taskqueue-harness chaos``: bring up, run, check, report; see the module docstring."""
     try:
         commands, wanted_links = _usage_checks(args)
-    except ValueError as error:
-        _error(str(error))
-        return EXIT_USAGE
+    except ValueError as invalid:
+        return error(str(invalid), EXIT_USAGE)
     report_path = Path(args.report).expanduser().absolute() if args.report is not None else None
     history_path = _history_path(args)
     log_dir = Path(tempfile.mkdtemp(prefix="taskqueue-chaos-logs-"))
@@ -463,70 +323,64 @@ def run_chaos_command(args: argparse.Namespace) -> int:
         "logs": str(log_dir),
     }
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        raise _Interrupted(signum)
-
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with handling_signals({signal.SIGINT: raise_interrupted, signal.SIGTERM: raise_interrupted}):
         return _chaos(args, commands, wanted_links, report, report_path, history_path, log_dir)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
 
 
 def _chaos(
     args: argparse.Namespace,
-    commands: Any,
+    commands: ImplementationCommands | None,
     wanted_links: tuple[str, ...] | None,
     report: dict[str, Any],
     report_path: Path | None,
     history_path: Path,
     log_dir: Path,
 ) -> int:
-    """The run itself, under ``run_chaos_command``'s signal handlers."""
+    """The run itself, under ``run``'s signal handlers."""
     began = time.monotonic()
     try:
         with _bring_up(args, commands, log_dir) as setup:
             links = wanted_links or setup.links
             unknown = [name for name in links if name not in setup.links]
             if unknown:
-                _error(
+                return error(
                     f"--links: {', '.join(unknown)} cannot be faulted here "
-                    f"(available: {', '.join(setup.links)})"
+                    f"(available: {', '.join(setup.links)})",
+                    EXIT_USAGE,
                 )
-                return EXIT_USAGE
             report.update(mode=setup.mode, target=setup.target, links=list(links), note=setup.note)
             report.update(setup.details)
-            _stderr(f"{PROG} chaos: {setup.mode} at {setup.target}; faulting {', '.join(links)}")
+            progress(f"{PROG} chaos: {setup.mode} at {setup.target}; faulting {', '.join(links)}")
             if setup.note:
-                _stderr(f"{PROG} chaos: note: {setup.note}")
-            config = chaos_config(
-                args.seed,
-                args.duration,
-                links,
+                progress(f"{PROG} chaos: note: {setup.note}")
+            config = ChaosConfig(
+                seed=args.seed,
+                duration_s=args.duration,
+                fault_proxies=tuple(links),
                 clients=args.clients,
                 ops_per_second=args.rate,
                 health_timeout_s=args.health_timeout,
             )
             try:
                 outcome = asyncio.run(
-                    _run_and_check(setup.target, setup.toxiproxy, config, history_path, _stderr)
+                    run_and_check(
+                        setup.target, setup.toxiproxy, config, history_path=history_path, progress=progress
+                    )
                 )
-            except _Interrupted:
-                raise
-            except Exception as error:
-                raise _InfraError(f"the chaos run could not be carried out: {_first_line(error)}") from error
+            except Exception as failure:
+                raise _InfraError(
+                    f"the chaos run could not be carried out: {first_line(failure)}"
+                ) from failure
             crashed = setup.stack.crashed() if setup.stack is not None else None
-    except _InfraError as error:
-        report["error"] = str(error)
+    except _InfraError as failure:
+        report["error"] = str(failure)
         _write_report(report_path, report)
-        _error(str(error))
-        return EXIT_INFRA
-    except _Interrupted as interrupted:
+        return error(str(failure), EXIT_INFRA)
+    except Interrupted as interrupted:
         report.update(verdict="interrupted", error=f"interrupted by {interrupted}")
         _write_report(report_path, report)
-        _error(f"interrupted by {interrupted}; everything started was stopped")
-        return 128 + interrupted.signum
+        error(f"interrupted by {interrupted}; everything started was stopped")
+        return interrupted.exit_status
     result = outcome.result
     report.update(
         verdict="anomalies" if outcome.anomalies else "ok",
@@ -545,11 +399,6 @@ def _chaos(
     _write_report(report_path, report)
     _print_summary(report, outcome, report_path)
     return EXIT_ANOMALIES if outcome.anomalies else EXIT_OK
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def _print_summary(report: dict[str, Any], outcome: ChaosOutcome, report_path: Path | None) -> None:
@@ -588,15 +437,12 @@ def _print_summary(report: dict[str, Any], outcome: ChaosOutcome, report_path: P
 # ------------------------------------------------------------------------------------------ check
 
 
-def run_check_command(args: argparse.Namespace) -> int:
+def run_check(args: argparse.Namespace) -> int:
     """``taskqueue-harness check HISTORY``: the checker on a saved history."""
-    from fault_injection.history import History, check
-
     try:
         history = History.load(args.history)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        _error(f"cannot read the history {args.history}: {_first_line(error)}")
-        return EXIT_USAGE
+    except (OSError, ValueError, KeyError, TypeError) as unreadable:
+        return error(f"cannot read the history {args.history}: {first_line(unreadable)}", EXIT_USAGE)
     anomalies = check(history)
     if args.json:
         print(
@@ -605,7 +451,7 @@ def run_check_command(args: argparse.Namespace) -> int:
                     "history": str(args.history),
                     "operations": len(history.operations),
                     "tasks": len(history.tasks),
-                    "anomalies": [anomaly_json(a) for a in anomalies],
+                    "anomalies": [anomaly.to_json() for anomaly in anomalies],
                 }
             )
         )
@@ -615,5 +461,5 @@ def run_check_command(args: argparse.Namespace) -> int:
             f"{len(history.tasks)} tasks, {len(anomalies)} anomalies"
         )
         for anomaly in anomalies:
-            print(f"  {anomaly_line(anomaly)}")
+            print(f"  {anomaly.line()}")
     return EXIT_ANOMALIES if anomalies else EXIT_OK
