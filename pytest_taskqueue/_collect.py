@@ -9,10 +9,12 @@ pytest-xdist controller, which never sees the items, learns each scenario's area
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import fnmatch
-import importlib.util
+import importlib.metadata
 import pathlib
+from collections.abc import Iterator
 from typing import Final, NoReturn
 
 import pytest
@@ -22,6 +24,7 @@ from pytest_taskqueue._options import TaskQueueConfig
 __all__ = [
     "AREAS",
     "BUNDLED_KEY",
+    "BUNDLED_MARKER",
     "HARNESS_ONLY_REASON",
     "OBLIGATIONS",
     "PROP_AREA",
@@ -104,12 +107,51 @@ def register_markers(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {description}")
 
 
+BUNDLED_MARKER: Final = "__taskqueue_bundled__"
+"""Set to True in the bundled ``scenarios/__init__.py``: what tells it from any other ``scenarios``."""
+
+_DISTRIBUTION: Final = "pytest-taskqueue"
+
+
 def bundled_scenarios_dir() -> pathlib.Path | None:
-    """Folder of the installed ``scenarios`` package, found without importing it."""
-    spec = importlib.util.find_spec("scenarios")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return pathlib.Path(next(iter(spec.submodule_search_locations))).resolve()
+    """Folder of this installation's bundled ``scenarios`` package, found without importing it.
+
+    It is looked for beside ``pytest_taskqueue`` (both are top-level packages of one distribution),
+    then among the files the installed distribution lists. A folder counts only when its
+    ``__init__.py`` sets ``__taskqueue_bundled__ = True``, so a user's own ``scenarios`` package,
+    wherever it is on ``sys.path``, is never taken for the bundled suite.
+    """
+    for folder in _bundled_candidates():
+        if _carries_marker(folder / "__init__.py"):
+            return folder.resolve()
+    return None
+
+
+def _bundled_candidates() -> Iterator[pathlib.Path]:
+    yield pathlib.Path(__file__).resolve().parent.parent / "scenarios"
+    try:
+        files = importlib.metadata.files(_DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError:
+        return
+    for file in files:
+        if file.parts == ("scenarios", "__init__.py"):
+            yield pathlib.Path(str(file.locate())).parent
+
+
+def _carries_marker(init: pathlib.Path) -> bool:
+    """Whether ``init`` assigns ``__taskqueue_bundled__ = True`` at module level (read, not imported)."""
+    try:
+        tree = ast.parse(init.read_text(encoding="utf-8"), filename=str(init))
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in tree.body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Constant):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if node.value.value is True and any(
+                isinstance(target, ast.Name) and target.id == BUNDLED_MARKER for target in targets
+            ):
+                return True
+    return False
 
 
 def add_bundled_suite(config: pytest.Config, options: TaskQueueConfig) -> None:

@@ -19,6 +19,9 @@ from scenarios._checks import (
     terminal_task_violations,
 )
 
+__taskqueue_bundled__ = True
+"""Marks this package as pytest-taskqueue's bundled suite (a user's own ``scenarios`` package is not)."""
+
 __all__ = [
     "LEGAL_TRANSITIONS",
     "TERMINAL",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 
 import pytest
@@ -91,3 +92,18 @@ def test_bundled_suite_fails_against_a_broken_server(
     document = json.loads((inner.path / "report.json").read_text())
     failed = [s for s in document["scenarios"] if s["outcome"] == "failed"]
     assert failed and all("spec " in s["message"] for s in failed), failed  # the broken rule is named
+
+
+def test_a_users_own_scenarios_package_is_not_taken_for_the_bundled_suite(
+    inner: pytest.Pytester, inmemory_server: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A package named ``scenarios`` earlier on sys.path (the user's) does not hide the bundled one."""
+    mine = inner.mkpydir("scenarios")
+    (mine / "__init__.py").write_text('"""The user\'s own package that happens to be named scenarios."""\n')
+    (mine / "helpers.py").write_text("def helper() -> int:\n    return 1\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(inner.path), os.environ.get("PYTHONPATH", "")]))
+    target = inmemory_server()
+    result = inner.runpytest_subprocess(f"--taskqueue-target={target}", "-m", "lifecycle and not burst")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()[-3000:]
+    result.stdout.fnmatch_lines(["*lifecycle.py ..*", "taskqueue verdict: CONFORMING"])
+    assert "helpers.py" not in result.stdout.str()
