@@ -60,15 +60,18 @@ _HOMES: dict[str, tuple[str, str | None]] = {
 
 
 def __getattr__(name: str) -> Any:
-    """Import a public name on first use (PEP 562) and keep it in the module."""
+    """Import a public name on use (PEP 562).
+
+    Not cached here: the name always comes from the module in ``sys.modules``, so it stays the
+    same object the toolkit uses even when that module is loaded again (pytester's in-process
+    runs drop the modules a run imported).
+    """
     try:
         module_name, attribute = _HOMES[name]
     except KeyError:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
     module = importlib.import_module(module_name)
-    value = module if attribute is None else getattr(module, attribute)
-    globals()[name] = value
-    return value
+    return module if attribute is None else getattr(module, attribute)
 
 
 def __dir__() -> list[str]:
