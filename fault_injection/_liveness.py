@@ -11,7 +11,7 @@ Safety rules say nothing about a server that refuses everything. Like etcd's rob
   healing, by resubmitting the same request with the same key (spec 3.6): the idempotency key
   makes an indeterminate write decidable. A retry answering ``created=true`` shows the unknown
   submit had not created the task; ``created=false`` shows the task existed (made by it, or by an
-  earlier submit of the key).
+  earlier submit of the key); ALREADY_EXISTS (a conflicting request) shows it changed nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ class Liveness:
     unknown_submits: int = 0
     resolved_created_by_retry: int = 0
     resolved_existing: int = 0
+    resolved_rejected: int = 0
     unresolved: list[int] | None = None
     final_submit: str = "not made"
 
@@ -107,7 +108,7 @@ def _resolve_unknown_submits(history: History, live: Liveness) -> None:
                 for later in submits
                 if later.invoke_ns >= op.invoke_ns
                 and later.id != op.id
-                and later.outcome == "ok"
+                and (later.outcome == "ok" or later.code == "ALREADY_EXISTS")
                 and later.idempotency_key == op.idempotency_key
                 and later.fingerprint == op.fingerprint
             ),
@@ -115,6 +116,8 @@ def _resolve_unknown_submits(history: History, live: Liveness) -> None:
         )
         if answer is None:
             unresolved.append(op.id)
+        elif answer.outcome == "fail":
+            live.resolved_rejected += 1
         elif answer.value and answer.value.get("created") is True:
             live.resolved_created_by_retry += 1
         else:

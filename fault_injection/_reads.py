@@ -53,7 +53,7 @@ def check_reads(history: History, report: Callable[[str, str | None, str], None]
         final = _final_timeline(events)
         max_attempts = snap.max_attempts if 1 <= snap.max_attempts <= contract.MAX_MAX_ATTEMPTS else None
         walk = contract.walk_history(final, max_attempts)
-        _check_task_reads(task_id, ops, final, walk, snap.to_contract(), report)
+        _check_task_reads(task_id, ops, final, walk, report)
 
 
 def _check_task_reads(
@@ -61,7 +61,6 @@ def _check_task_reads(
     ops: list[Operation],
     final: list[contract.Event],
     walk: contract.HistoryWalk,
-    final_task: contract.Task,
     report: Callable[[str, str | None, str], None],
 ) -> None:
     problems: dict[str, list[str]] = {}
@@ -89,14 +88,16 @@ def _check_task_reads(
             violations += contract.task_history_violations(snapshot, final, walk=walk)
         for violation in dict.fromkeys(violations):
             note(violation.rule, f"{where}: {violation}")
-        if op.kind == "watch" and value.get("end") == "OK":
+        end_state = walk.states[-1] if walk.terminal is not None and walk.states else None
+        if op.kind == "watch" and value.get("end") == "OK" and end_state is not None:
             last = snapshots[-1] if snapshots else None
-            if last is None or (last.status, last.attempts) != (final_task.status, final_task.attempts):
+            if last is None or (last.status, last.attempts) != (end_state.status, end_state.attempts):
                 shown = last.label() if last is not None else "no snapshot"
+                ended = f"{contract.status_name(end_state.status)} attempts={end_state.attempts}"
                 note(
                     "watch_ended_early",
                     f"{where} closed OK after {shown}; spec 8.2: the last snapshot is the terminal one "
-                    f"(the task ended {final_task.label()})",
+                    f"(the history ends {ended})",
                 )
         positions = [p for p in (contract.state_index(s, walk) for s in snapshots) if p is not None]
         if positions:

@@ -5,6 +5,6 @@ its ``host:port``; ``BREAKS`` names every break with the rule it violates.
 """
 
 from ._launch import ServerStartError, running_command, running_server
-from .inmemory import BREAKS, QUIRKS
+from .inmemory import BREAKS, CHAOS_BREAKS, QUIRKS
 
-__all__ = ["BREAKS", "QUIRKS", "ServerStartError", "running_command", "running_server"]
+__all__ = ["BREAKS", "CHAOS_BREAKS", "QUIRKS", "ServerStartError", "running_command", "running_server"]

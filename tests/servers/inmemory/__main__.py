@@ -21,7 +21,7 @@ from grpc_reflection.v1alpha import reflection
 from taskqueue_proto import SERVICE_NAME
 from taskqueue_proto import taskqueue_pb2_grpc as pb_grpc
 
-from ._breaks import BREAKS, QUIRKS
+from ._breaks import BREAKS, CHAOS_BREAKS, QUIRKS
 from ._service import TaskQueueService
 from ._store import Store
 from ._worker import Worker
@@ -38,10 +38,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         dest="breaks",
         action="append",
         default=[],
-        choices=sorted({**BREAKS, **QUIRKS}),
+        choices=sorted({**BREAKS, **CHAOS_BREAKS, **QUIRKS}),
         metavar="NAME",
         help="break one rule of the contract (or deviate from a SHOULD); repeatable. Names: "
-        + ", ".join(sorted({**BREAKS, **QUIRKS})),
+        + ", ".join(sorted({**BREAKS, **CHAOS_BREAKS, **QUIRKS})),
     )
     parser.add_argument("--backoff-ms", type=int, default=20, help="delay before a retry")
     parser.add_argument("--concurrency", type=int, default=16, help="attempts running at once")

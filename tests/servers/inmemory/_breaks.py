@@ -57,3 +57,12 @@ QUIRKS: dict[str, str] = {
     "submitted_attempt_1": "SUBMITTED carries attempt 1 (a SHOULD of spec 4.2: still conforming)",
 }
 """Deviations from a SHOULD only: the suite must stay conforming (only an optional scenario fails)."""
+
+CHAOS_BREAKS: dict[str, str] = {
+    "never_complete_every_50th": "every 50th task created is never run: it stays PENDING (spec 7.3)",
+    "internal_on_backend_outage": "a simulated backend outage (0.5 s of every 3 s) is answered INTERNAL, "
+    "not UNAVAILABLE (spec 9.2)",
+    "abandons_without_fault": "every 7th attempt is abandoned by a live worker and the next one starts "
+    "at once (spec 6.3, 7.2)",
+}
+"""Breaks only a longer mixed run shows (tests/fault_injection/test_chaos_breaks.py runs chaos on them)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any, NoReturn
 
@@ -21,6 +22,8 @@ _SIMULATED_ROUND_TRIP_S = 0.01
 """How long the ``race_duplicates`` break pretends its storage lookup takes."""
 _SIMULATED_QUEUE_SEND_S = 0.05
 """How long the ``cancel_strands_task`` break pretends sending the task's message takes."""
+_OUTAGE_EVERY_S, _OUTAGE_S = 3.0, 0.5
+"""The ``internal_on_backend_outage`` break's simulated outage: the first 0.5 s of every 3 s."""
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -34,6 +37,11 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
         self._breaks = breaks
         self._max_payload_bytes = max_payload_bytes
         self._stale_turn = False
+
+    async def _backend(self, context: Context) -> None:
+        """The ``internal_on_backend_outage`` break: its simulated outage answers INTERNAL."""
+        if "internal_on_backend_outage" in self._breaks and time.monotonic() % _OUTAGE_EVERY_S < _OUTAGE_S:
+            await context.abort(grpc.StatusCode.INTERNAL, "backend unreachable: store timed out")
 
     async def _reject(self, context: Context, message: str) -> NoReturn:
         code = (
@@ -69,6 +77,7 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
         return (request.task_type, request.payload, attempts)
 
     async def SubmitTask(self, request: pb.SubmitTaskRequest, context: Context) -> pb.SubmitTaskResponse:
+        await self._backend(context)
         error = self._submit_error(request)
         fingerprint = self._fingerprint(request)
         effective = request.max_attempts or DEFAULT_MAX_ATTEMPTS
@@ -117,6 +126,7 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
         )
 
     async def _lookup(self, task_id: str, context: Context) -> TaskRecord:
+        await self._backend(context)
         if not task_id:
             await self._reject(context, "task_id: must not be empty")
         record = self._store.get(task_id)

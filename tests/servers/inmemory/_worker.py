@@ -27,6 +27,7 @@ class Worker:
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._loops: list[asyncio.Task[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
+        self._attempts_started = 0
 
     def start(self) -> None:
         self._loops = [asyncio.create_task(self._run()) for _ in range(self._concurrency)]
@@ -71,6 +72,8 @@ class Worker:
             stuck = "bad_payload_stuck" in self._breaks
             if stuck and payload_error(record.task.task_type, record.task.payload) is not None:
                 continue  # the break: a malformed payload that was accepted is never run
+            if "never_complete_every_50th" in self._breaks and int(task_id.rsplit("-", 1)[-1]) % 50 == 0:
+                continue  # the break: this task is never run
             runnable = record.task.status in _RUNNABLE or bool(self._breaks & _RERUN_BREAKS)
             if "retrying_shown_as_processing" in self._breaks:
                 runnable = runnable or record.task.status == pb.TASK_STATUS_PROCESSING
@@ -94,6 +97,11 @@ class Worker:
             [] if "missing_event" in self._breaks else [NewEvent(pb.TASK_EVENT_TYPE_PROCESSING, attempt)]
         )
         self._store.record(record, started)
+        self._attempts_started += 1
+        abandon = "abandons_without_fault" in self._breaks and self._attempts_started % 7 == 0
+        if abandon and attempt < task.max_attempts:
+            await self._attempt(record)  # the break: attempt abandoned by a live worker, the next starts
+            return
         try:
             result = await execute(
                 task.task_type, task.payload, attempt, sleep="sleep_returns_at_once" not in self._breaks
