@@ -342,6 +342,15 @@ async def _client_loop(client: _Client, index: int, stop_at: float) -> None:
             request = _new_request(rng, key)
             mine.append(request)
             await client.submit_resolving(request, resolve_by, index)
+            follow = rng.random()
+            if follow < 0.35:  # read the new task at once: its states while it runs
+                task_id = next(
+                    (t for t in client.recent.get(index, [])[-3:] if client.acknowledged[t] is request), None
+                )
+                if task_id is not None and follow < 0.2:
+                    await client.watch(task_id, config.watch_timeout_s, index)
+                elif task_id is not None:
+                    await client.get(task_id, index)
         elif roll < 0.65:
             await client.submit_resolving(rng.choice(mine), resolve_by, index)
         elif roll < 0.72:
