@@ -13,6 +13,12 @@ sorting *every* item of the table and then keeping one partition (about 45 ms at
 the patched query looks at the one partition instead (same results, same order), leaves index
 queries alone, and steps aside if moto's ``Table.query`` signature is not the one it knows.
 
+Two caches remember pure functions moto recomputes on every request: ``install_condition_cache`` the
+syntax tree of a ``ConditionExpression`` (with the names and values it uses; the tree's nodes are
+never changed after they are built), ``install_method_name_cache`` the action names of a response
+class (moto lists them with ``inspect.getmembers`` per request). Measured in-process (best of four,
+shared machine): the reference's submit transaction from 3.1 to 1.5 ms of CPU, a GetItem from 2.3 to 2.0.
+
 The transaction patch checks the moto internals it relies on and leaves moto untouched (with one
 line on stderr) when they are not there, so a moto upgrade degrades speed, not correctness.
 """
@@ -23,7 +29,12 @@ import copy
 import sys
 from typing import Any
 
-__all__ = ["install_partition_queries", "patch_transactions"]
+__all__ = [
+    "install_condition_cache",
+    "install_method_name_cache",
+    "install_partition_queries",
+    "patch_transactions",
+]
 
 
 class _CopyExceptTables:
@@ -138,4 +149,74 @@ def install_partition_queries() -> bool:
 
     query._taskqueue_partition_query = True  # type: ignore[attr-defined]
     setattr(Table, "query", query)  # noqa: B010 (a method replaced on purpose)
+    return True
+
+
+#: Parsed condition expressions kept; the cache is emptied when it reaches this size.
+_CONDITION_CACHE_SIZE = 4096
+
+
+def install_condition_cache() -> bool:
+    """Parse each distinct condition expression (with its names and values) once; True if installed.
+
+    moto parses a ``ConditionExpression`` when it validates the request and again when it applies
+    it, about a millisecond each. The parse is a pure function of the expression, the attribute
+    names and the attribute values, so its result (and the names and values it found, which moto
+    checks for unused ones) is remembered under those three. Failed parses are not remembered.
+    """
+    import json
+
+    from moto.dynamodb.comparisons import ConditionExpressionParser
+
+    original = ConditionExpressionParser.parse
+    if getattr(original, "_taskqueue_cached", False):
+        return True
+    if not (hasattr(ConditionExpressionParser, "__init__") and callable(original)):
+        return False
+    cache: dict[tuple[Any, str, str], tuple[Any, list[str], list[str]]] = {}
+
+    def parse(self: Any) -> Any:
+        try:
+            key = (
+                self.condition_expression,
+                json.dumps(self.expression_attribute_names, sort_keys=True),
+                json.dumps(self.expression_attribute_values, sort_keys=True),
+            )
+        except (TypeError, ValueError):
+            return original(self)
+        hit = cache.get(key)
+        if hit is not None:
+            tree, names, values = hit
+            self.expr_attr_names_found = list(names)
+            self.expr_attr_values_found = list(values)
+            return tree
+        tree = original(self)
+        if len(cache) >= _CONDITION_CACHE_SIZE:
+            cache.clear()
+        cache[key] = (tree, list(self.expr_attr_names_found), list(self.expr_attr_values_found))
+        return tree
+
+    parse._taskqueue_cached = True  # type: ignore[attr-defined]
+    setattr(ConditionExpressionParser, "parse", parse)  # noqa: B010 (a method replaced on purpose)
+    return True
+
+
+def install_method_name_cache() -> bool:
+    """List a response class's action methods once, not on every request; True if installed."""
+    import functools
+
+    import moto.core.responses as responses
+
+    original = getattr(responses, "method_names_from_class", None)
+    if original is None:
+        return False
+    if getattr(original, "_taskqueue_cached", False):
+        return True
+    cached = functools.lru_cache(maxsize=None)(original)
+
+    def method_names_from_class(clazz: object) -> list[str]:
+        return list(cached(clazz))
+
+    method_names_from_class._taskqueue_cached = True  # type: ignore[attr-defined]
+    setattr(responses, "method_names_from_class", method_names_from_class)  # noqa: B010
     return True

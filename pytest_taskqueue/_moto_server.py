@@ -83,7 +83,12 @@ def build_app(preload: Sequence[str] = ("dynamodb",)) -> SerialisedApp:
     """moto's dispatcher application wrapped in ``SerialisedApp``, with ``preload`` backends built."""
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
-    from pytest_taskqueue._moto_patches import install_partition_queries, patch_transactions
+    from pytest_taskqueue._moto_patches import (
+        install_condition_cache,
+        install_method_name_cache,
+        install_partition_queries,
+        patch_transactions,
+    )
 
     class Dispatcher(DomainDispatcherApplication):
         """moto's dispatcher, remembering which backend serves which host."""
@@ -102,6 +107,8 @@ def build_app(preload: Sequence[str] = ("dynamodb",)) -> SerialisedApp:
 
     patch_transactions()
     install_partition_queries()
+    install_condition_cache()
+    install_method_name_cache()
     dispatcher = Dispatcher()
     for service in preload:
         # What the dispatcher would do on the first request for this service, done up front.

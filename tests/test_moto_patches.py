@@ -67,3 +67,34 @@ def test_a_failed_condition_rolls_back_every_item(table: Any) -> None:
 def test_a_passing_transaction_applies_every_item(table: Any) -> None:
     table.transact_write_items(TransactItems=[_put("x", "1"), _put("x", "2"), _put("y", "1")])
     assert _keys(table) == {("x", "1"), ("x", "2"), ("y", "1")}
+
+
+def test_cached_condition_parses_decide_like_fresh_ones(table: Any) -> None:
+    """The same condition text, names and values parsed once: every later use still decides per item."""
+    from pytest_taskqueue._moto_patches import install_condition_cache, install_method_name_cache
+
+    assert install_condition_cache() and install_method_name_cache()
+    for _ in range(3):  # the second and third rounds are cache hits
+        table.put_item(
+            TableName="t",
+            Item={"pk": {"S": "c"}, "sk": {"S": "1"}, "v": {"N": "1"}},
+            ConditionExpression="attribute_not_exists(pk) OR #v = :one",
+            ExpressionAttributeNames={"#v": "v"},
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+    with pytest.raises(table.exceptions.ConditionalCheckFailedException):
+        table.put_item(
+            TableName="t",
+            Item={"pk": {"S": "c"}, "sk": {"S": "1"}},
+            ConditionExpression="attribute_not_exists(pk) OR #v = :one",
+            ExpressionAttributeNames={"#v": "v"},
+            ExpressionAttributeValues={":one": {"N": "2"}},  # other values: another parse
+        )
+    for _ in range(2):  # an unused name is rejected on a cache hit too
+        with pytest.raises(table.exceptions.ClientError, match="unused"):
+            table.put_item(
+                TableName="t",
+                Item={"pk": {"S": "d"}, "sk": {"S": "1"}},
+                ConditionExpression="attribute_not_exists(pk)",
+                ExpressionAttributeNames={"#spare": "x"},
+            )
