@@ -137,10 +137,11 @@ class TaskQueueClient:
         tls_ca: pathlib.Path | None = None,
         token: str | None = None,
         rpc_timeout: float | None = None,
+        observers: Sequence[grpc.aio.ClientInterceptor] = (),
     ) -> None:
         self.target = target
         self.rpc_timeout = rpc_timeout
-        interceptors = [_TokenInterceptor(token)] if token else None
+        interceptors = [*([_TokenInterceptor(token)] if token else []), *observers] or None
         self.channel: grpc.aio.Channel
         if tls_ca is not None:
             credentials = grpc.ssl_channel_credentials(root_certificates=tls_ca.read_bytes())

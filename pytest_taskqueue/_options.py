@@ -23,6 +23,7 @@ from pytest_taskqueue._images import DEFAULT_IMAGES
 __all__ = [
     "CONFIG_KEY",
     "DEFAULT_CONNECT_TIMEOUT_S",
+    "DEFAULT_SWEEP_WAIT_S",
     "DEFAULT_TIMEOUT_S",
     "TaskQueueConfig",
     "add_options",
@@ -37,6 +38,9 @@ retry backoff decides how long ``fail_always`` takes to die, and a passing wait 
 
 MAX_RPC_TIMEOUT_S: Final = 20.0
 """Unary calls get the smaller of ``--taskqueue-timeout`` and this as their deadline."""
+
+DEFAULT_SWEEP_WAIT_S: Final = 3.0
+"""Default of ``--taskqueue-sweep-wait`` (a plain target's visibility timeout is unknown)."""
 
 DEFAULT_CONNECT_TIMEOUT_S: Final = 15.0
 """Default deadline for the target to answer its health check (``--taskqueue-connect-timeout``)."""
@@ -78,6 +82,9 @@ class TaskQueueConfig:
     """``--taskqueue-chaos-seconds``: run the chaos scenario for this long (None: skip it)."""
     chaos_seed: int = 0
     """``--taskqueue-chaos-seed``: the seed of its fault schedule and workload."""
+    sweep_wait: float = DEFAULT_SWEEP_WAIT_S
+    """``--taskqueue-sweep-wait``: against a plain target, how long after the last task was created
+    the closing sweep re-reads the tasks (a harness-owned stack uses its queue's visibility timeout)."""
 
     @property
     def resource_prefix(self) -> str:
@@ -183,6 +190,14 @@ def add_options(parser: pytest.Parser) -> None:
         "checker) for this long; skipped without it (env TASKQUEUE_CHAOS_SECONDS)",
     )
     group.addoption(
+        "--taskqueue-sweep-wait",
+        metavar="SECONDS",
+        default=None,
+        help="against a plain --taskqueue-target: how long after the last task was created the "
+        f"closing sweep re-reads every task (default {DEFAULT_SWEEP_WAIT_S:g}; set it to the "
+        "implementation's visibility timeout; env TASKQUEUE_SWEEP_WAIT)",
+    )
+    group.addoption(
         "--taskqueue-chaos-seed",
         metavar="N",
         default=None,
@@ -261,6 +276,11 @@ def load_config(config: pytest.Config) -> TaskQueueConfig:
         worker_cmd=worker_cmd,
         chaos_seconds=chaos_seconds,
         chaos_seed=_chaos_seed(_pick(config, "--taskqueue-chaos-seed", "TASKQUEUE_CHAOS_SEED", None)),
+        sweep_wait=_seconds(
+            _pick(config, "--taskqueue-sweep-wait", "TASKQUEUE_SWEEP_WAIT", None),
+            "--taskqueue-sweep-wait",
+            DEFAULT_SWEEP_WAIT_S,
+        ),
     )
 
 

@@ -553,8 +553,10 @@ def render_terminal(
         )
         lines.extend(
             f"  {v['rule']}: task {v['task_id']} created by {v['scenario']}: {v['detail']}"
-            for v in info.sweep_violations
+            for v in info.sweep_violations[:_LISTED]
         )
+        if found > _LISTED:
+            lines.append(f"  ... and {found - _LISTED} more (every one is in the JSON report)")
     lines.append(f"taskqueue verdict: {verdict.headline}")
     return lines
 

@@ -18,7 +18,7 @@ import pytest
 import pytest_asyncio
 
 from pytest_taskqueue import _options
-from pytest_taskqueue._collect import HARNESS_ONLY_REASON, skip_for_level
+from pytest_taskqueue._collect import HARNESS_ONLY_REASON, PROP_SCENARIO, skip_for_level
 from pytest_taskqueue._errors import UserMessageError
 from pytest_taskqueue._infra import abort_run, one_line
 from pytest_taskqueue._options import CONFIG_KEY, TaskQueueConfig
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pytest_taskqueue._client import TaskQueueClient
     from pytest_taskqueue._harness import TestHarness
     from pytest_taskqueue._stack import ReferenceStack
+    from pytest_taskqueue._sweep import SessionTasks
     from taskqueue_proto import taskqueue_pb2 as pb
 
 __all__ = [
@@ -37,7 +38,9 @@ __all__ = [
     "taskqueue_config",
     "taskqueue_server_info",
     "taskqueue_stack",
+    "taskqueue_sweep",
     "taskqueue_target",
+    "taskqueue_tasks",
 ]
 
 
@@ -107,14 +110,26 @@ def taskqueue_target(taskqueue_config: TaskQueueConfig, taskqueue_stack: Referen
     return taskqueue_config.target
 
 
+@pytest.fixture(scope="session")
+def taskqueue_tasks() -> SessionTasks:
+    """What the session's client saw: the tasks each scenario created and every read of them."""
+    from pytest_taskqueue._sweep import SessionTasks
+
+    return SessionTasks()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def taskqueue_client(
-    request: pytest.FixtureRequest, taskqueue_config: TaskQueueConfig, taskqueue_target: str
+    request: pytest.FixtureRequest,
+    taskqueue_config: TaskQueueConfig,
+    taskqueue_target: str,
+    taskqueue_tasks: SessionTasks,
 ) -> AsyncIterator[TaskQueueClient]:
     """A client of the target, once it answers its health check (else the run stops: exit code 3).
 
     An external target that refuses the connection stops the run at once; only a target the
     harness started is waited for while it may still be starting.
+    Every answer it gets is noted in ``taskqueue_tasks`` for the closing sweep.
     """
     from pytest_taskqueue._client import ReadinessError, TaskQueueClient, check_listening
 
@@ -123,6 +138,7 @@ async def taskqueue_client(
         tls_ca=taskqueue_config.tls_ca,
         token=taskqueue_config.token,
         rpc_timeout=min(taskqueue_config.timeout, _options.MAX_RPC_TIMEOUT_S),
+        observers=taskqueue_tasks.interceptors(),
     )
     try:
         try:
@@ -177,6 +193,44 @@ async def taskqueue_aws(
         yield db, sqs
 
 
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def taskqueue_sweep(
+    request: pytest.FixtureRequest,
+    taskqueue_config: TaskQueueConfig,
+    taskqueue_stack: ReferenceStack | None,
+    taskqueue_target: str,
+    taskqueue_client: TaskQueueClient,
+    taskqueue_tasks: SessionTasks,
+) -> AsyncIterator[SessionTasks]:
+    """The closing sweep, run when the session ends (before the client closes); see ``_sweep``.
+
+    Waits until the visibility timeout (the owned queue's, else ``--taskqueue-sweep-wait``) has
+    passed since the last task was created, re-reads every task, and records what it found in the
+    run's ``RunInfo``, which the verdict reads.
+    """
+    from pytest_taskqueue._sweep import sweep
+
+    yield taskqueue_tasks
+    info = request.config.stash[INFO_KEY]
+    session = request.session
+    if info.infra_error or session.shouldstop or session.shouldfail:
+        info.sweep_note = "not run: the run stopped early"
+        return
+    owned = taskqueue_stack is not None and str(taskqueue_stack.target) == taskqueue_target
+    wait = (
+        float(taskqueue_stack.visibility_timeout)
+        if owned and taskqueue_stack
+        else taskqueue_config.sweep_wait
+    )
+    findings = await sweep(
+        taskqueue_client, taskqueue_tasks, wait_s=wait, deadline_s=taskqueue_config.timeout
+    )
+    info.sweep_ran = True
+    info.sweep_tasks += findings.tasks
+    info.sweep_violations.extend(findings.violations)
+    info.sweep_note = findings.note
+
+
 def _capability_missing(request: pytest.FixtureRequest, info: pb.ServerInfo) -> str | None:
     """Why this scenario cannot run against this target, from its ``capability`` markers; None when it can."""
     for mark in request.node.iter_markers("capability"):
@@ -199,6 +253,7 @@ async def harness(
     taskqueue_client: TaskQueueClient,
     taskqueue_server_info: pb.ServerInfo,
     taskqueue_aws: tuple[Any, Any] | None,
+    taskqueue_sweep: SessionTasks,
 ) -> TestHarness:
     """A ``TestHarness`` for one test: its own key namespace, the session's client and backends.
 
@@ -207,6 +262,7 @@ async def harness(
     """
     from pytest_taskqueue._harness import KeyFactory, OwnedBackends, TestHarness
 
+    taskqueue_sweep.scenario = str(dict(request.node.user_properties).get(PROP_SCENARIO, request.node.nodeid))
     owned = taskqueue_stack is not None and str(taskqueue_stack.target) == taskqueue_target
     if not owned and request.node.get_closest_marker("harness_only") is not None:
         skip_for_level(request.node, HARNESS_ONLY_REASON)

@@ -47,6 +47,9 @@ class Broken:
     name: str
     select: tuple[str, ...]
     must_fail: tuple[str, ...]
+    sweep_rules: tuple[str, ...] = ()
+    """Rules (``spec 2.3 (event_after_terminal)``) the closing sweep must report; with no
+    ``must_fail``, the sweep alone catches the break: every scenario passes."""
 
 
 def _area(area: str, *patterns: str) -> tuple[str, ...]:
@@ -54,6 +57,12 @@ def _area(area: str, *patterns: str) -> tuple[str, ...]:
 
 
 BROKEN = [
+    Broken(
+        "rerun_later",
+        _area("lifecycle", "noop_history or task_fields_echo"),
+        (),
+        sweep_rules=("spec 2.3 (event_after_terminal)", "spec 7.1 (double_completed)"),
+    ),
     Broken(
         "wrong_error_codes",
         _area("errors"),
@@ -256,8 +265,16 @@ def test_every_break_is_covered() -> None:
 
 def _require_caught(run: SuiteRun, case: Broken) -> None:
     failed = run.outcomes("failed")
-    assert run.result.ret != 0 and run.report["verdict"] == "not-conforming", run.explain()
+    assert run.result.ret == 1 and run.report["verdict"] == "not-conforming", run.explain()
     assert any("taskqueue verdict: NOT CONFORMING" in line for line in run.result.outlines), run.explain()
+    violations = run.report["sweep"]["violations"]
+    if case.sweep_rules:
+        rules = {violation["rule"] for violation in violations}
+        assert set(case.sweep_rules) <= rules, f"{case.name}: the sweep reported {violations}"
+        scenarios = {violation["scenario"] for violation in violations}
+        assert scenarios and all(s.startswith("scenarios/") for s in scenarios), violations  # the creator
+        if not case.must_fail:
+            assert not failed, f"{case.name}: only the sweep was to catch it, but {failed} failed"
     missed = [pattern for pattern in case.must_fail if not fnmatch.filter(failed, pattern)]
     assert not missed, (
         f"{case.name}: expected failures {missed} not among the failed scenarios\n{run.explain()}"

@@ -14,6 +14,8 @@ _RUNNABLE: frozenset[int] = frozenset({pb.TASK_STATUS_PENDING, pb.TASK_STATUS_RE
 _RERUN_BREAKS: frozenset[str] = frozenset({"rerun_on_resubmit", "delayed_rerun_on_resubmit"})
 _RERUN_DELAY_S = 1.0
 """How long after a resubmit the ``delayed_rerun_on_resubmit`` break runs the task again."""
+_RERUN_AFTER_S = 2.0
+"""The ``rerun_later`` break runs a completed task again this long after it completed."""
 
 
 class Worker:
@@ -28,6 +30,8 @@ class Worker:
         self._loops: list[asyncio.Task[None]] = []
         self._timers: set[asyncio.TimerHandle] = set()
         self._attempts_started = 0
+        self._reruns: set[str] = set()
+        """Completed tasks the ``rerun_later`` break has queued once more."""
 
     def start(self) -> None:
         self._loops = [asyncio.create_task(self._run()) for _ in range(self._concurrency)]
@@ -74,7 +78,8 @@ class Worker:
                 continue  # the break: a malformed payload that was accepted is never run
             if "never_complete_every_50th" in self._breaks and int(task_id.rsplit("-", 1)[-1]) % 50 == 0:
                 continue  # the break: this task is never run
-            runnable = record.task.status in _RUNNABLE or bool(self._breaks & _RERUN_BREAKS)
+            rerun = bool(self._breaks & _RERUN_BREAKS) or task_id in self._reruns
+            runnable = record.task.status in _RUNNABLE or rerun
             if "retrying_shown_as_processing" in self._breaks:
                 runnable = runnable or record.task.status == pb.TASK_STATUS_PROCESSING
             if runnable:
@@ -115,6 +120,9 @@ class Worker:
         task.result = result
         copies = 2 if "double_complete" in self._breaks else 1
         self._store.record(record, [NewEvent(pb.TASK_EVENT_TYPE_COMPLETED, attempt)] * copies)
+        if "rerun_later" in self._breaks and task.task_id not in self._reruns:
+            self._reruns.add(task.task_id)  # once: the rerun's own COMPLETED schedules nothing
+            self._later(task.task_id, _RERUN_AFTER_S)
 
     def _failed(self, record: TaskRecord, attempt: int, error: str) -> None:
         task = record.task
