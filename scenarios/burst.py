@@ -26,6 +26,7 @@ def _request(index: int) -> tuple[str, bytes]:
 
 
 @pytest.mark.required
+@pytest.mark.spec("7.1", "3.1")
 async def test_burst_of_tasks_all_complete_exactly_once(harness: TestHarness) -> None:
     """spec 7.1, 3.1: 200 tasks submitted at once each get their own task and complete exactly once."""
     requests = [_request(index) for index in range(BURST)]

@@ -63,6 +63,7 @@ async def _find_in_dlq(harness: TestHarness, task_id: str) -> tuple[bool, list[s
 
 
 @pytest.mark.required
+@pytest.mark.spec("5.3", "10.2")
 @pytest.mark.harness_only
 async def test_dead_task_message_is_in_the_dead_letter_queue(harness: TestHarness) -> None:
     """spec 5.3, 10.2: when a task becomes DEAD its message, a JSON object with its task_id, is in the DLQ."""

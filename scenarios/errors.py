@@ -83,6 +83,7 @@ async def _rejected_submit(harness: TestHarness, case: str) -> tuple[_Submit, st
 
 
 @pytest.mark.required
+@pytest.mark.spec("9", "9.1")
 @pytest.mark.parametrize("case", list(SUBMIT_CASES))
 async def test_invalid_submit_is_invalid_argument(harness: TestHarness, case: str) -> None:
     """spec 9, 9.1: each invalid SubmitTask of the spec 9 table fails with INVALID_ARGUMENT."""
@@ -101,6 +102,7 @@ def _free_after(case: str, key: str) -> str:
 
 
 @pytest.mark.required
+@pytest.mark.spec("9.1")
 @pytest.mark.parametrize("case", [case for case in SUBMIT_CASES if case != "empty-key"])
 async def test_rejected_submit_creates_nothing(harness: TestHarness, case: str) -> None:
     """spec 9.1: a rejected submit creates no task: its key then creates a new task with a valid request.
@@ -118,6 +120,7 @@ async def test_rejected_submit_creates_nothing(harness: TestHarness, case: str) 
 
 
 @pytest.mark.optional
+@pytest.mark.spec("9.1")
 @pytest.mark.parametrize("case", list(SUBMIT_CASES))
 async def test_invalid_submit_message_names_the_field(harness: TestHarness, case: str) -> None:
     """spec 9.1 (SHOULD): the error message names the offending field."""
@@ -130,6 +133,7 @@ async def test_invalid_submit_message_names_the_field(harness: TestHarness, case
 
 
 @pytest.mark.required
+@pytest.mark.spec("9", "3.2")
 @pytest.mark.parametrize(
     ("label", "key_bytes", "max_attempts", "at_payload_limit"),
     [
@@ -168,6 +172,7 @@ READ_CALLS: dict[str, ReadCall] = {
 
 
 @pytest.mark.required
+@pytest.mark.spec("9")
 @pytest.mark.parametrize("call", list(READ_CALLS))
 async def test_empty_task_id_is_invalid_argument(harness: TestHarness, call: str) -> None:
     """spec 9: GetTask, ListTaskEvents and WatchTask with an empty task_id fail INVALID_ARGUMENT."""
@@ -177,6 +182,7 @@ async def test_empty_task_id_is_invalid_argument(harness: TestHarness, call: str
 
 
 @pytest.mark.required
+@pytest.mark.spec("9")
 @pytest.mark.parametrize("call", list(READ_CALLS))
 async def test_unknown_task_id_is_not_found(harness: TestHarness, call: str) -> None:
     """spec 9: GetTask, ListTaskEvents and WatchTask with an unknown task_id fail NOT_FOUND."""
@@ -214,6 +220,7 @@ _MALFORMED_RUNS = 2
 
 
 @pytest.mark.required
+@pytest.mark.spec("9.1", "6.1")
 @pytest.mark.parametrize("case", list(_BAD_JSON))
 async def test_bad_task_payload_is_never_internal(harness: TestHarness, case: str) -> None:
     """spec 9.1, 6.1: a malformed sleep/fail_times payload is never answered INTERNAL or UNKNOWN; if
@@ -261,6 +268,7 @@ async def test_other_payload_members_are_ignored(harness: TestHarness) -> None:
 
 
 @pytest.mark.optional
+@pytest.mark.spec("6.1")
 @pytest.mark.parametrize("case", [*_BAD_JSON, *_BAD_JSON_NOT_RUN])
 async def test_bad_task_payload_is_invalid_argument(harness: TestHarness, case: str) -> None:
     """spec 6.1 (SHOULD): a sleep or fail_times payload that is not such JSON is INVALID_ARGUMENT."""

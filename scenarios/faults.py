@@ -165,6 +165,7 @@ def _sleep_payload(ms: int) -> bytes:
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.6", "3.3")
 async def test_api_latency_beyond_the_deadline_then_a_retry_gives_one_task(harness: TestHarness) -> None:
     """spec 3.6, 3.3: "A submit that failed with UNAVAILABLE, or whose outcome the client never saw,
     MAY be retried by the client with the same key and request; the retry answers as in 3.1 or 3.3,
@@ -199,6 +200,7 @@ async def test_api_latency_beyond_the_deadline_then_a_retry_gives_one_task(harne
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.6", "3.3", "9.2")
 @pytest.mark.parametrize("cut", ["timeout", "reset_peer"])
 async def test_lost_acknowledgement_retry_gets_the_same_task(harness: TestHarness, cut: str) -> None:
     """spec 3.6, 3.3, 9.2: "A submit whose idempotency_key was already used by the same request MUST
@@ -230,6 +232,7 @@ async def test_lost_acknowledgement_retry_gets_the_same_task(harness: TestHarnes
 
 
 @pytest.mark.required
+@pytest.mark.spec("9.2", "7.1", "7.3")
 async def test_dynamodb_partition_while_processing(harness: TestHarness) -> None:
     """spec 9.2, 7.1, 7.3: "A call that fails because a backend is unreachable MUST fail with
     UNAVAILABLE (not INTERNAL), within the client's deadline"; "A submit answered with a task_id
@@ -293,6 +296,7 @@ def _sqs_fault(links: HarnessFaults, kind: str) -> AbstractContextManager[object
 
 
 @pytest.mark.required
+@pytest.mark.spec("7.1", "7.3", "9.2")
 @pytest.mark.parametrize("kind", _SQS_FAULTS)
 async def test_sqs_fault_loses_no_task_and_completes_none_twice(harness: TestHarness, kind: str) -> None:
     """spec 7.1, 7.3, 9.2: "Execution is at least once; the recorded outcome is exactly once. A
@@ -344,6 +348,7 @@ async def test_sqs_fault_loses_no_task_and_completes_none_twice(harness: TestHar
 
 @pytest.mark.recovery
 @pytest.mark.required
+@pytest.mark.spec("3.5", "7.2", "7.3")
 @pytest.mark.harness_only
 async def test_server_restart_keeps_state_and_work_resumes(harness: TestHarness) -> None:
     """spec 3.5, 7.2, 7.3: "Idempotency MUST hold across server processes: it MUST NOT rest on
@@ -407,6 +412,7 @@ async def test_server_restart_keeps_state_and_work_resumes(harness: TestHarness)
 
 @pytest.mark.recovery
 @pytest.mark.required
+@pytest.mark.spec("7.2", "7.3")
 @pytest.mark.harness_only
 async def test_worker_sigkill_mid_attempt_and_server_restart(harness: TestHarness) -> None:
     """spec 7.2, 7.3: "If a worker dies ... in the middle of an attempt, the task MUST NOT be lost:
@@ -448,6 +454,7 @@ async def test_worker_sigkill_mid_attempt_and_server_restart(harness: TestHarnes
 
 
 @pytest.mark.required
+@pytest.mark.spec("2.2", "2.3", "3.3", "4.3", "4.5", "5.3", "5.4", "7.1", "7.3", "9.2")
 @pytest.mark.opt_in
 async def test_chaos_run_breaks_no_rule(
     harness: TestHarness, taskqueue_config: TaskQueueConfig, tmp_path_factory: pytest.TempPathFactory

@@ -56,6 +56,7 @@ async def _require_unchanged(
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.3")
 async def test_resubmit_after_completed_returns_the_same_task(harness: TestHarness) -> None:
     """spec 3.3: resubmitting the same request answers the task_id, created=false, the current status."""
     key = harness.key()
@@ -72,6 +73,7 @@ async def test_resubmit_after_completed_returns_the_same_task(harness: TestHarne
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.3")
 async def test_resubmit_after_completed_adds_no_event_and_does_not_rerun(harness: TestHarness) -> None:
     """spec 3.3: a resubmit MUST NOT append any event and MUST NOT run the task again (after COMPLETED)."""
     key = harness.key()
@@ -85,6 +87,7 @@ async def test_resubmit_after_completed_adds_no_event_and_does_not_rerun(harness
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.3")
 async def test_resubmit_after_dead_changes_nothing(harness: TestHarness) -> None:
     """spec 3.3: after DEAD, the same request answers created=false, status DEAD, and runs nothing again."""
     key = harness.key()
@@ -119,6 +122,7 @@ async def _resubmit_and_check(harness: TestHarness, key: str, task_id: str, befo
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.3")
 async def test_resubmit_while_running_and_retrying_does_not_rerun(harness: TestHarness) -> None:
     """spec 3.3: at any time in the task's life a resubmit answers created=false and never reruns it.
 
@@ -139,6 +143,7 @@ async def test_resubmit_while_running_and_retrying_does_not_rerun(harness: TestH
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.2", "3.3")
 @pytest.mark.parametrize(("first", "second"), [(0, 5), (5, 0)], ids=["0-then-5", "5-then-0"])
 async def test_default_and_explicit_five_are_the_same_request(
     harness: TestHarness, first: int, second: int
@@ -161,6 +166,7 @@ async def test_default_and_explicit_five_are_the_same_request(
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.3")
 async def test_racing_identical_submits_create_one_task(harness: TestHarness) -> None:
     """spec 3.3: when 32 identical submits race, exactly one answers created=true and all the same task_id.
 
@@ -192,6 +198,7 @@ async def test_racing_identical_submits_create_one_task(harness: TestHarness) ->
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.3", "3.4")
 async def test_racing_different_payloads_one_wins(harness: TestHarness) -> None:
     """spec 3.3, 3.4: racing different requests on one key: one creates, the rest get ALREADY_EXISTS."""
     key = harness.key("race-different")
@@ -231,6 +238,7 @@ async def test_racing_different_payloads_one_wins(harness: TestHarness) -> None:
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.4")
 @pytest.mark.parametrize(
     ("field", "task_type", "payload", "max_attempts"),
     [
@@ -263,6 +271,7 @@ async def test_different_request_on_used_key_is_already_exists(
 
 
 @pytest.mark.required
+@pytest.mark.spec("2.1", "3.1")
 async def test_distinct_keys_give_distinct_tasks(harness: TestHarness) -> None:
     """spec 2.1, 3.1: identical requests under different keys create different tasks (task_id is unique)."""
     answers = [await submit_tracked(harness, "noop", key=harness.key()) for _ in range(3)]
@@ -275,6 +284,7 @@ async def test_distinct_keys_give_distinct_tasks(harness: TestHarness) -> None:
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.3", "9")
 @pytest.mark.parametrize(
     "suffix", ["-ключ-鍵-🔑", "/with spaces\tand:punctuation?#"], ids=["unicode", "punctuation"]
 )

@@ -42,6 +42,7 @@ _REFLECTION_METHODS = (
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.1")
 async def test_submit_answers_created_pending_and_a_task_id(harness: TestHarness) -> None:
     """spec 3.1: a submit that creates a task answers created=true, status=PENDING and a non-empty task_id."""
     submitted = await submit_tracked(harness, "noop")
@@ -53,6 +54,7 @@ async def test_submit_answers_created_pending_and_a_task_id(harness: TestHarness
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.1", "4.3")
 async def test_submit_records_submitted_first(harness: TestHarness) -> None:
     """spec 3.1, 4.3: the created task exists at once and its history starts with SUBMITTED."""
     answer = await submit(harness, "noop")
@@ -81,6 +83,7 @@ async def test_submitted_and_dead_carry_attempt_0(harness: TestHarness) -> None:
 
 
 @pytest.mark.required
+@pytest.mark.spec("4.4", "4.3")
 async def test_noop_history_is_exactly_submitted_processing_completed(harness: TestHarness) -> None:
     """spec 4.4: a noop task that succeeds at once has exactly SUBMITTED, PROCESSING(1), COMPLETED(1)."""
     answer = await submit(harness, "noop")
@@ -90,6 +93,7 @@ async def test_noop_history_is_exactly_submitted_processing_completed(harness: T
 
 
 @pytest.mark.required
+@pytest.mark.spec("4.1", "4.5", "2.4")
 async def test_history_order_and_task_consistency(harness: TestHarness) -> None:
     """spec 4.1, 4.5, 2.4: sequences rise, `at` never goes back, attempts = number of PROCESSING."""
     answer = await submit(harness, "noop")
@@ -101,6 +105,7 @@ async def test_history_order_and_task_consistency(harness: TestHarness) -> None:
 
 
 @pytest.mark.required
+@pytest.mark.spec("2.1", "3.2")
 async def test_task_fields_echo_the_request(harness: TestHarness) -> None:
     """spec 2.1, 3.2: the task echoes key, task_type, payload; max_attempts 0 is reported as 5."""
     key = harness.key("fields")
@@ -125,6 +130,7 @@ async def test_task_fields_echo_the_request(harness: TestHarness) -> None:
 
 
 @pytest.mark.required
+@pytest.mark.spec("3.2")
 @pytest.mark.parametrize("max_attempts", [1, 7, 100])
 async def test_explicit_max_attempts_is_reported_as_given(harness: TestHarness, max_attempts: int) -> None:
     """spec 3.2: max_attempts 1 to 100 are allowed as given and Task.max_attempts reports them."""
@@ -139,6 +145,7 @@ async def test_explicit_max_attempts_is_reported_as_given(harness: TestHarness, 
 
 
 @pytest.mark.required
+@pytest.mark.spec("6")
 async def test_noop_result_is_empty(harness: TestHarness) -> None:
     """spec 6: noop ignores its payload and succeeds with an empty result."""
     answer = await submit(harness, "noop", b"ignored")
@@ -153,6 +160,7 @@ async def test_noop_result_is_empty(harness: TestHarness) -> None:
 
 
 @pytest.mark.required
+@pytest.mark.spec("6", "2.4")
 @pytest.mark.parametrize(
     "payload",
     [bytes(range(256)) * 4, b"", b"\x00\x00\x00"],
@@ -172,6 +180,7 @@ async def test_echo_result_equals_payload(harness: TestHarness, payload: bytes) 
 
 
 @pytest.mark.required
+@pytest.mark.spec("6", "6.2", "4.3")
 @pytest.mark.parametrize("ms", [0, 300])
 async def test_sleep_completes(harness: TestHarness, ms: int) -> None:
     """spec 6, 6.2, 4.3: sleep {"ms": N} succeeds with a well-formed history, and its attempt takes
@@ -192,6 +201,7 @@ async def test_sleep_completes(harness: TestHarness, ms: int) -> None:
 
 
 @pytest.mark.required
+@pytest.mark.spec("2.4")
 async def test_created_at_never_changes(harness: TestHarness) -> None:
     """spec 2.4: created_at never changes; updated_at is never before created_at and never goes back."""
     answer = await submit(harness, "noop")
@@ -207,6 +217,7 @@ async def test_created_at_never_changes(harness: TestHarness) -> None:
 
 
 @pytest.mark.required
+@pytest.mark.spec("1.2")
 @pytest.mark.parametrize("service", ["", SERVICE_NAME], ids=["overall", "service"])
 async def test_health_is_serving(harness: TestHarness, service: str) -> None:
     """spec 1.2: grpc.health.v1.Health answers SERVING for "" and for taskqueue.v1.TaskQueue."""
@@ -220,6 +231,7 @@ async def test_health_is_serving(harness: TestHarness, service: str) -> None:
 
 
 @pytest.mark.required
+@pytest.mark.spec("8.3")
 async def test_server_info_describes_the_contract(harness: TestHarness) -> None:
     """spec 8.3: GetServerInfo lists the five types, default_max_attempts 5, max_payload_bytes 1..4 MiB."""
     info = await harness.api.server_info()
@@ -235,6 +247,7 @@ async def test_server_info_describes_the_contract(harness: TestHarness) -> None:
 
 
 @pytest.mark.optional
+@pytest.mark.spec("8.3")
 async def test_server_accepts_payloads_of_64_kib(harness: TestHarness) -> None:
     """spec 8.3: max_payload_bytes SHOULD be at least 65536."""
     info = await harness.api.server_info()
@@ -268,6 +281,7 @@ async def _listed_services(channel: grpc.aio.Channel) -> tuple[list[str], str]:
 
 
 @pytest.mark.optional
+@pytest.mark.spec("1.3")
 async def test_reflection_lists_the_service(harness: TestHarness) -> None:
     """spec 1.3 (SHOULD): server reflection (v1 or v1alpha) lists taskqueue.v1.TaskQueue."""
     names, seen = await _listed_services(harness.api.channel)

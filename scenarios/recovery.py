@@ -35,6 +35,7 @@ def _sleep_ms(harness: TestHarness, attempt: int) -> int:
 
 
 @pytest.mark.required
+@pytest.mark.spec("7.2", "7.1")
 @pytest.mark.harness_only
 async def test_worker_killed_mid_attempt_completes_exactly_once(harness: TestHarness) -> None:
     """spec 7.2, 7.1: after a worker dies mid-attempt, another attempt starts and the task completes once.
@@ -79,6 +80,7 @@ async def test_worker_killed_mid_attempt_completes_exactly_once(harness: TestHar
 
 
 @pytest.mark.required
+@pytest.mark.spec("7.3")
 @pytest.mark.harness_only
 async def test_task_submitted_while_the_worker_is_down_is_not_lost(harness: TestHarness) -> None:
     """spec 7.3: a submit answered with a task_id is not lost: it completes once a worker is back."""

@@ -41,6 +41,7 @@ def _times(count: int) -> bytes:
 
 
 @pytest.mark.required
+@pytest.mark.spec("5.3", "5.4")
 @pytest.mark.parametrize(
     ("submitted", "effective"), [(0, 5), (1, 1), (3, 3)], ids=["default", "one", "three"]
 )
@@ -58,6 +59,7 @@ async def test_fail_always_is_dead_after_exactly_max_attempts(
 
 
 @pytest.mark.required
+@pytest.mark.spec("5.1", "2.4", "4.2")
 async def test_failed_attempts_record_their_error(harness: TestHarness) -> None:
     """spec 5.1, 2.4, 4.2: every FAILED carries its attempt and a non-empty detail; last_error is set."""
     answer = await submit(harness, "fail_always", max_attempts=2)
@@ -78,6 +80,7 @@ async def test_failed_attempts_record_their_error(harness: TestHarness) -> None:
 
 
 @pytest.mark.required
+@pytest.mark.spec("6", "5.1")
 @pytest.mark.parametrize("times", [0, 1, 2])
 async def test_fail_times_completes_on_the_next_attempt(harness: TestHarness, times: int) -> None:
     """spec 6, 5.1: fail_times {"times": N} fails attempts 1..N and completes on attempt N+1."""
@@ -96,6 +99,7 @@ async def test_fail_times_completes_on_the_next_attempt(harness: TestHarness, ti
 
 
 @pytest.mark.required
+@pytest.mark.spec("5.3", "5.4")
 @pytest.mark.parametrize(("times", "max_attempts"), [(2, 2), (5, 3)], ids=["times-equal", "times-above"])
 async def test_fail_times_beyond_max_attempts_is_dead(
     harness: TestHarness, times: int, max_attempts: int

@@ -28,6 +28,7 @@ _CLOSES = "spec 8.2: WatchTask closes the stream with status OK after sending a 
 
 
 @pytest.mark.required
+@pytest.mark.spec("8.2", "2.2")
 @pytest.mark.parametrize(
     ("task_type", "payload", "final"),
     [
@@ -81,6 +82,7 @@ async def test_watch_streams_to_the_terminal_state(
 
 
 @pytest.mark.required
+@pytest.mark.spec("8.2")
 @pytest.mark.parametrize("task_type", ["noop", "fail_always"])
 async def test_watching_a_terminal_task_sends_one_snapshot(harness: TestHarness, task_type: str) -> None:
     """spec 8.2: watching a task that is already terminal sends one snapshot and closes with OK."""
@@ -98,6 +100,7 @@ async def test_watching_a_terminal_task_sends_one_snapshot(harness: TestHarness,
 
 
 @pytest.mark.required
+@pytest.mark.spec("8.2")
 async def test_concurrent_watchers_all_see_the_end(harness: TestHarness) -> None:
     """spec 8.2: several watchers of one task each get the terminal snapshot and a closed stream."""
     answer = await submit(harness, "sleep", json.dumps({"ms": 200}).encode())
