@@ -106,7 +106,10 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
             # cancels this handler, and the task stays PENDING, unqueued, for ever.
             await asyncio.sleep(_SIMULATED_QUEUE_SEND_S)
         self._worker.enqueue(record.task.task_id)
-        return pb.SubmitTaskResponse(task_id=record.task.task_id, status=pb.TASK_STATUS_PENDING, created=True)
+        created = "created_false_on_create" not in self._breaks
+        return pb.SubmitTaskResponse(
+            task_id=record.task.task_id, status=pb.TASK_STATUS_PENDING, created=created
+        )
 
     async def _resubmit(
         self, existing: TaskRecord, request: pb.SubmitTaskRequest, fingerprint: Fingerprint, context: Context
