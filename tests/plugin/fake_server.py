@@ -51,7 +51,12 @@ class FakeTaskQueue(pb_grpc.TaskQueueServicer):
 
     async def _append(self, entry: _Task, kind: int, status: int, attempt: int = 0) -> None:
         async with entry.changed:
-            entry.events.append(pb.TaskEvent(sequence=len(entry.events) + 1, type=kind, attempt=attempt))  # type: ignore[arg-type]
+            event = pb.TaskEvent(sequence=len(entry.events) + 1, type=kind, attempt=attempt)  # type: ignore[arg-type]
+            event.at.GetCurrentTime()
+            entry.events.append(event)
+            entry.task.updated_at.CopyFrom(event.at)
+            if not entry.task.HasField("created_at"):
+                entry.task.created_at.CopyFrom(event.at)
             entry.task.status = status  # type: ignore[assignment]
             if kind == pb.TASK_EVENT_TYPE_PROCESSING:
                 entry.task.attempts = attempt
