@@ -277,9 +277,7 @@ def load_config(config: pytest.Config) -> TaskQueueConfig:
         chaos_seconds=chaos_seconds,
         chaos_seed=_chaos_seed(_pick(config, "--taskqueue-chaos-seed", "TASKQUEUE_CHAOS_SEED", None)),
         sweep_wait=_seconds(
-            _pick(config, "--taskqueue-sweep-wait", "TASKQUEUE_SWEEP_WAIT", None),
-            "--taskqueue-sweep-wait",
-            DEFAULT_SWEEP_WAIT_S,
+            _pick(config, "--taskqueue-sweep-wait", "TASKQUEUE_SWEEP_WAIT", None), DEFAULT_SWEEP_WAIT_S
         ),
     )
 
