@@ -1,18 +1,21 @@
 """What importing the pytest plugin costs: every pytest run on a machine where it is installed pays it.
 
-    python benchmarks/bench_import.py [--runs 15] [--module pytest_taskqueue.plugin] [--root PATH]
+    python benchmarks/bench_import.py [--runs 21] [--module pytest_taskqueue.plugin] [--root PATH]
 
-Runs ``python -X importtime -c "import MODULE"`` in a fresh interpreter ``--runs`` times, with the
-source tree at ``--root`` (default: this checkout) first on the path, and prints the median,
-minimum and maximum of the module's cumulative import time (pytest's own import included, since
-the plugin imports it), the same without pytest's own import, how many of the modules it loaded
-are grpc, docker/testcontainers or boto, and the machine's load average: the numbers only mean
-something beside it (the minimum is the least disturbed by other load).
+Each run is a fresh interpreter (``python -X importtime``, the source tree at ``--root`` first on
+the path, default this checkout) that imports pytest, then the module. It prints, over the runs:
+
+- the CPU time of importing the module once pytest is loaded (``time.process_time``: what the plugin
+  adds to a pytest run; CPU time is far less disturbed by other load than wall-clock time);
+- ``-X importtime``'s wall-clock figure for the module, pytest's import excluded;
+- how many modules the import added, and how many of them are grpc, docker/testcontainers or boto;
+- the machine's load average, beside which the numbers must be read.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -27,56 +30,58 @@ _HEAVY = {
     "docker": re.compile(r"^(docker|testcontainers)(\.|$)|^pytest_taskqueue\._docker$"),
     "boto": re.compile(r"^(boto3|botocore|aioboto3|aiobotocore)(\.|$)"),
 }
+_SCRIPT = """
+import json, sys, time
+import pytest
+before, loaded = time.process_time(), len(sys.modules)
+import {module}
+print(json.dumps({{"cpu_s": time.process_time() - before, "added": len(sys.modules) - loaded}}))
+"""
 
 
-def one_run(module: str, root: Path) -> tuple[float, float, dict[str, int]]:
-    """(cumulative ms of ``import module``, the part of it that is pytest's own import, heavy
-    modules loaded by kind) from one fresh interpreter."""
+def one_run(module: str, root: Path) -> dict[str, float]:
+    """One fresh interpreter's figures for ``import module`` after pytest."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run(
-        [sys.executable, "-X", "importtime", "-c", f"import {module}"],
+        [sys.executable, "-X", "importtime", "-c", _SCRIPT.format(module=module)],
         env=env,
         cwd=root,  # ``-c`` puts the current folder first on sys.path
         capture_output=True,
         text=True,
         check=True,
     )
-    cumulative_us = pytest_us = 0
-    heavy = dict.fromkeys(_HEAVY, 0)
+    figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
+    figures["wall_ms"] = 0.0
+    figures.update(dict.fromkeys(_HEAVY, 0))
     for line in done.stderr.splitlines():
         match = _LINE.match(line)
         if match is None:
             continue
         name = match["name"].strip()
         if name == module:
-            cumulative_us = int(match["cumulative"])
-        elif name == "pytest":
-            pytest_us = int(match["cumulative"])
+            figures["wall_ms"] = int(match["cumulative"]) / 1000.0
         for kind, pattern in _HEAVY.items():
             if pattern.search(name):
-                heavy[kind] += 1
-    return cumulative_us / 1000.0, pytest_us / 1000.0, heavy
+                figures[kind] += 1
+    return figures
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--runs", type=int, default=21)
     parser.add_argument("--module", default="pytest_taskqueue.plugin")
     parser.add_argument("--root", type=Path, default=ROOT, help="source tree to import from")
     args = parser.parse_args()
-    times: list[float] = []
-    own: list[float] = []
-    heavy: dict[str, int] = {}
-    for _ in range(args.runs):
-        took, pytest_part, heavy = one_run(args.module, args.root.resolve())
-        times.append(took)
-        own.append(took - pytest_part)
+    runs = [one_run(args.module, args.root.resolve()) for _ in range(args.runs)]
+    cpu = [run["cpu_s"] * 1000.0 for run in runs]
+    wall = [run["wall_ms"] for run in runs]
     load = ", ".join(f"{value:.2f}" for value in os.getloadavg())
     print(
-        f"import {args.module} ({args.root}): median {statistics.median(times):.1f} ms, "
-        f"min {min(times):.1f}, max {max(times):.1f} over {args.runs} runs; without pytest's own "
-        f"import: median {statistics.median(own):.1f} ms, min {min(own):.1f}; modules loaded: "
-        + ", ".join(f"{kind} {count}" for kind, count in heavy.items())
+        f"import {args.module} after pytest ({args.root}), {args.runs} runs: "
+        f"CPU median {statistics.median(cpu):.1f} ms (min {min(cpu):.1f}); "
+        f"wall median {statistics.median(wall):.1f} ms (min {min(wall):.1f}); "
+        f"modules added {int(statistics.median(run['added'] for run in runs))}, of them "
+        + ", ".join(f"{kind} {int(runs[-1][kind])}" for kind in _HEAVY)
         + f"; load average {load}"
     )
     return 0
