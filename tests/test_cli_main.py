@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,25 @@ def test_a_signal_exit_status_is_128_plus_its_number() -> None:
 
     assert _common.exit_status_of_signal(signal.SIGINT) == 130
     assert _common.Interrupted(signal.SIGTERM).exit_status == 143
+
+
+def test_a_failed_start_is_described_on_one_line(tmp_path: Path) -> None:
+    from pytest_taskqueue._docker import DockerUnavailableError
+    from pytest_taskqueue._errors import UserMessageError
+    from pytest_taskqueue._procs import BackendStartError
+
+    started = BackendStartError("moto", "exited with code 1", log_path=tmp_path / "moto.log", log_tail="boom")
+    assert (
+        _common.describe_failure(started, tmp_path) == f"moto: exited with code 1 | log: {tmp_path}/moto.log"
+    )
+    # Written for the user already (a type, not a "taskqueue: " prefix, says so): shown as it is.
+    no_daemon = DockerUnavailableError("unix:///nowhere: refused")
+    assert isinstance(no_daemon, UserMessageError)
+    assert _common.describe_failure(no_daemon, tmp_path).startswith(
+        "docker backend selected but no Docker daemon"
+    )
+    looks_like_one = RuntimeError("taskqueue: but not a UserMessageError\nsecond line")
+    assert (
+        _common.describe_failure(looks_like_one, tmp_path)
+        == f"RuntimeError: taskqueue: but not a UserMessageError (logs: {tmp_path})"
+    )
