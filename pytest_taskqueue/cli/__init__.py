@@ -6,6 +6,8 @@ Commands, one module each:
 - ``install`` (``cli/install.py``): fetch and build the local backends into the cache.
 - ``chaos`` and ``check`` (``cli/chaos.py``): a seeded chaos run and its history check, and the
   check of a saved history (docs/faults.md).
+- ``load`` (``cli/load.py``): an open-loop load run or ``--find-max``, checked for correctness,
+  with JSON and HTML reports (docs/load.md; exit 4 an SLO broken, 5 the generator fell behind).
 
 Exit status: 0 success, 1 failure (a stack that failed or crashed; anomalies for ``chaos`` and
 ``check``), 2 usage error, 3 the chaos run could not be carried out, 128 + signal number when a
@@ -33,11 +35,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import ModuleType
 
-from pytest_taskqueue.cli import _common, chaos, install, up
+from pytest_taskqueue.cli import _common, chaos, install, load, up
 
 __all__ = ["COMMANDS", "build_parser", "main", "version"]
 
-COMMANDS: tuple[ModuleType, ...] = (up, install, chaos)
+COMMANDS: tuple[ModuleType, ...] = (up, install, chaos, load)
 """The command modules, in the order ``--help`` lists their commands."""
 
 _DISTRIBUTION = "pytest-taskqueue"

@@ -25,6 +25,7 @@ __all__ = [
     "exit_status_of_signal",
     "first_line",
     "handling_signals",
+    "host_port",
     "non_negative_int",
     "port",
     "positive_float",
@@ -141,3 +142,16 @@ def port(text: str) -> int:
     if not 0 <= value <= 65535:
         raise argparse.ArgumentTypeError(f"must be in 0..65535 (0 picks a free port), got {value}")
     return value
+
+
+def host_port(text: str) -> str:
+    """argparse type: ``HOST:PORT`` of a running implementation."""
+    import pytest
+
+    from pytest_taskqueue._options import parse_target
+
+    try:
+        parse_target(text)
+    except pytest.UsageError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:50051)") from None
+    return text.strip()

@@ -51,6 +51,7 @@ from pytest_taskqueue.cli._common import (
     error,
     first_line,
     handling_signals,
+    host_port,
     non_negative_int,
     positive_float,
     progress,
@@ -80,18 +81,6 @@ class _InfraError(RuntimeError):
 # ------------------------------------------------------------------------------------- arguments
 
 
-def _target(text: str) -> str:
-    import pytest
-
-    from pytest_taskqueue._options import parse_target
-
-    try:
-        parse_target(text)
-    except pytest.UsageError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:50051)") from None
-    return text.strip()
-
-
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``chaos``, and ``check`` (which re-checks the histories ``chaos`` saves)."""
     defaults = ChaosConfig()
@@ -116,7 +105,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--target",
-        type=_target,
+        type=host_port,
         metavar="HOST:PORT",
         help="an implementation that runs already: only its client -> API link is faulted",
     )
