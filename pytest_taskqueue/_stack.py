@@ -79,7 +79,7 @@ class StackConfig:
     queue: str | None = None
     dead_letter_queue: str | None = None
     region: str = "us-east-1"
-    visibility_timeout: int = 2
+    visibility_timeout: int = 1
     retry_backoff_ms: int = 50
     retry_backoff_max_ms: int = 200
     concurrency: int = 8

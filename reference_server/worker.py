@@ -11,9 +11,15 @@ and acts on its status:
   is recorded (it counts toward max_attempts), then the task goes on as after any failure.
 - PENDING or RETRYING: the worker claims the next attempt (a conditional transition, so of two workers
   with duplicate messages only one wins), runs it while a heartbeat extends the lease and the message's
-  visibility, and records COMPLETED or FAILED. After a failure it waits the backoff itself when it is
-  under a second (SQS visibility has one-second granularity) or hands the message back with that
-  visibility otherwise.
+  visibility (four times per visibility timeout, on a fixed schedule, both calls at once, so a slow
+  backend call does not push the next beat back), and records COMPLETED or FAILED. After a failure
+  it waits the backoff itself when it is under a second (SQS visibility has one-second granularity)
+  or hands the message back with that visibility otherwise.
+
+A message this process is already driving that SQS delivers again (its visibility ran out while the
+worker was busy, likely with a short timeout on a loaded machine) is not a second attempt: its new
+receipt handle joins the running one (heartbeats and the final delete use every handle of the task),
+so a short visibility timeout never makes a worker abandon its own live attempt.
 
 On shutdown the worker stops receiving, lets running attempts finish within the grace period, and
 releases the rest: their attempt is recorded as abandoned and their message made visible at once, so
@@ -50,7 +56,9 @@ class Worker:
         self._queues = queues
         self._announce = announce
         self._lease_ms = config.visibility_timeout * 1000
-        self._heartbeat_s = config.visibility_timeout / 3
+        self._heartbeat_s = config.visibility_timeout / 4
+        #: Receipt handles of the tasks this process is driving, newest last (see the module docstring).
+        self._handles: dict[str, list[str]] = {}
         self._stopping = asyncio.Event()  # no new messages, no new attempts
         self._releasing = asyncio.Event()  # grace is over: abandon running attempts now
         self._inflight: set[asyncio.Task[None]] = set()
@@ -107,6 +115,10 @@ class Worker:
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 continue
             for message in messages:
+                handles = self._handles.get(message.task_id or "")
+                if handles is not None:  # delivered again while this process drives it: same attempt
+                    handles.append(message.receipt_handle)
+                    continue
                 if self._stopping.is_set():  # received while stopping: hand it straight back
                     await self._set_visibility(message, 0)
                     continue
@@ -118,6 +130,8 @@ class Worker:
 
     async def _handle(self, message: Message) -> None:
         """Drive one message's task until the message can be deleted or must be left to SQS."""
+        if message.task_id is not None:
+            self._handles[message.task_id] = [message.receipt_handle]
         try:
             await self._drive(message)
         except BackendUnavailable as exc:
@@ -125,6 +139,9 @@ class Worker:
             log.warning("task %s: backend unavailable, leaving the message to SQS: %s", message.task_id, exc)
         except Exception:
             log.exception("task %s: unexpected error, leaving the message to SQS", message.task_id)
+        finally:
+            if message.task_id is not None:
+                self._handles.pop(message.task_id, None)
 
     async def _drive(self, message: Message) -> None:
         task_id = message.task_id
@@ -140,7 +157,7 @@ class Worker:
         task: TaskRecord | None = found
         while task is not None:
             if task.status == Status.COMPLETED:
-                await self._queues.delete(message.receipt_handle)
+                await self._delete(message)
                 return
             if task.status == Status.DEAD:
                 await self._bury(task, message)
@@ -240,19 +257,31 @@ class Worker:
         return None
 
     async def _heartbeat(self, task: TaskRecord, message: Message, lease_lost: asyncio.Event) -> None:
-        """Every third of the visibility timeout, extend the lease and the message's visibility."""
+        """Four times per visibility timeout, extend the lease and the message's visibility together.
+
+        Beats keep a fixed schedule: a beat whose calls ran long is followed at once by the next one
+        that is due, rather than a whole interval later.
+        """
+        loop = asyncio.get_running_loop()
+        next_beat = loop.time() + self._heartbeat_s
         while True:
-            await asyncio.sleep(self._heartbeat_s)  # a periodic timer, not a synchronisation wait
-            try:
-                task = await self._store.extend_lease(task, self._lease_ms)
-            except TransitionConflict:
+            await asyncio.sleep(max(0.0, next_beat - loop.time()))  # a periodic timer, not a sync wait
+            next_beat = max(next_beat + self._heartbeat_s, loop.time())
+            lease, _ = await asyncio.gather(
+                self._store.extend_lease(task, self._lease_ms),
+                self._set_visibility(message, self._config.visibility_timeout),
+                return_exceptions=True,
+            )
+            if isinstance(lease, TransitionConflict):
                 log.warning("task %s: lease of attempt %d lost", task.task_id, task.attempts)
                 lease_lost.set()
                 return
-            except BackendUnavailable as exc:
-                log.warning("task %s: lease not extended: %s", task.task_id, exc)
-                continue
-            await self._set_visibility(message, self._config.visibility_timeout)
+            if isinstance(lease, BackendUnavailable):
+                log.warning("task %s: lease not extended: %s", task.task_id, lease)
+            elif isinstance(lease, BaseException):
+                raise lease
+            else:
+                task = lease
 
     async def _bury(self, task: TaskRecord, message: Message) -> None:
         """DEAD task: make sure the dead-letter queue has its message, then delete it from the queue."""
@@ -264,12 +293,25 @@ class Worker:
                 task.task_id,
                 task.attempts,
             )
-        await self._queues.delete(message.receipt_handle)
+        await self._delete(message)
+
+    def _receipts(self, message: Message) -> list[str]:
+        """Every receipt handle of the message's task this process holds (the message's own first)."""
+        return list(self._handles.get(message.task_id or "", [message.receipt_handle]))
+
+    async def _delete(self, message: Message) -> None:
+        """Delete the task's message under every handle this process received it with."""
+        for handle in self._receipts(message):
+            await self._queues.delete(handle)
 
     async def _set_visibility(self, message: Message, seconds: int) -> None:
-        """Change a message's visibility; failures are logged (SQS will redeliver it anyway)."""
+        """Change a message's visibility (under each handle held); failures are logged (SQS will
+        redeliver it anyway). A stale handle, superseded by a later delivery, is expected."""
+        handles = self._receipts(message)
         try:
-            if not await self._queues.set_visibility(message.receipt_handle, seconds):
-                log.info("task %s: message was received elsewhere meanwhile", message.task_id)
+            changed = await asyncio.gather(*(self._queues.set_visibility(h, seconds) for h in handles))
         except BackendUnavailable as exc:
             log.warning("task %s: visibility not changed: %s", message.task_id, exc)
+            return
+        if not any(changed):
+            log.info("task %s: message was received elsewhere meanwhile", message.task_id)

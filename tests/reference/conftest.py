@@ -28,8 +28,8 @@ from ._procs import (
     start_reference,
 )
 
-#: Test-friendly timings (docs/architecture.md): visibility 2 s, backoff 50 ms doubling to 200 ms.
-TIMINGS = ["--visibility-timeout", "2", "--retry-backoff-ms", "50", "--retry-backoff-max-ms", "200"]
+#: Test-friendly timings (docs/architecture.md): visibility 1 s, backoff 50 ms doubling to 200 ms.
+TIMINGS = ["--visibility-timeout", "1", "--retry-backoff-ms", "50", "--retry-backoff-max-ms", "200"]
 
 
 @dataclass(frozen=True)
