@@ -156,6 +156,8 @@ def unsustainable(
         errors = summary["submits"]["error_fraction"]
         if errors > DEFAULT_MAX_ERRORS:
             reasons.append(f"errors {100 * errors:.2f}% of submits (over {100 * DEFAULT_MAX_ERRORS:g}%)")
+    if summary["submits"].get("unresolved"):
+        reasons.append(f"{summary['submits']['unresolved']} submits left with an unknown outcome")
     if summary["tasks"]["undrained"]:
         reasons.append(f"{summary['tasks']['undrained']} tasks not terminal after the drain timeout")
     if growing:

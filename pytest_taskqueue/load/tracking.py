@@ -158,6 +158,8 @@ async def resolve_unknown(
             pause = 0.05
             while True:
                 async with gate:
+                    if time.monotonic() >= deadline:
+                        return  # left unknown: the run reports it
                     sent_ns, began = time.time_ns(), time.perf_counter_ns()
                     task_id, created, status, code, detail = "", False, 0, "OK", ""
                     try:
