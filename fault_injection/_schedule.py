@@ -40,16 +40,16 @@ _PROCESS_SHARE = 0.3
 class ProcessControl(Protocol):
     """A process the run may crash (the harness's API server or worker). Each call blocks until done."""
 
-    def kill(self) -> None:
+    def kill(self) -> object:
         """SIGKILL the process and wait until it has exited."""
 
-    def start(self) -> None:
+    def start(self) -> object:
         """Start it again and wait until it is ready."""
 
-    def pause(self) -> None:
+    def pause(self) -> object:
         """SIGSTOP it."""
 
-    def resume(self) -> None:
+    def resume(self) -> object:
         """SIGCONT it."""
 
 

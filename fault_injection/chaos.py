@@ -48,7 +48,7 @@ from fault_injection._history import (
     compact_task,
     event_from_proto,
 )
-from fault_injection._liveness import DEFAULT_MIN_ACK_FRACTION
+from fault_injection._liveness import DEFAULT_MIN_ACK_FRACTION, liveness
 from fault_injection._schedule import (
     FAULT_KINDS,
     ProcessControl,
@@ -728,6 +728,7 @@ class ChaosOutcome:
     def history_summary(self) -> dict[str, Any]:
         """A report's ``history`` object: counts, the anomalies (``Anomaly.to_json``), the saved path."""
         history = self.result.history
+        first = history.operations[0].invoke_ns if history.operations else 0
         kinds = collections.Counter(op.kind for op in history.operations)
         health = [op for op in history.operations if op.kind.startswith("health")]
         return {
@@ -740,6 +741,23 @@ class ChaosOutcome:
                 "failed": sum(1 for op in health if op.outcome != "ok"),
             },
             "codes": dict(sorted(self.result.codes.items())),
+            "liveness": liveness(history).to_json(),
+            "windows": [
+                {
+                    "kind": window.kind,
+                    "target": window.target,
+                    "process": window.process,
+                    "start_s": round((window.start_ns - first) / 1e9, 3),
+                    "healed_s": round((window.end_ns - first) / 1e9, 3) if window.end_ns else None,
+                    "recovered_s": round((window.recovered_ns - first) / 1e9, 3)
+                    if window.recovered_ns
+                    else None,
+                    "detail": window.detail,
+                }
+                for window in history.windows
+            ],
+            "skipped_links": dict(history.meta.get("skipped_links", {})),
+            "lost": list(self.result.lost),
             "anomalies": [anomaly.to_json() for anomaly in self.anomalies],
             "anomalies_by_rule": dict(collections.Counter(anomaly.rule for anomaly in self.anomalies)),
             "path": str(self.history_path) if self.history_path is not None else None,
@@ -762,12 +780,13 @@ async def run_and_check(
     *,
     history_path: pathlib.Path | None = None,
     progress: Callable[[str], None] | None = None,
+    processes: Mapping[str, ProcessControl] | None = None,
 ) -> ChaosOutcome:
     """``run_chaos``, then ``check`` on its history, saved to ``history_path`` when given.
 
-    ``progress`` receives the progress lines (default: stderr).
+    ``progress`` receives the progress lines (default: stderr); ``processes`` as ``run_chaos``.
     """
-    result = await run_chaos(target, toxiproxy, config, progress=progress or _stderr)
+    result = await run_chaos(target, toxiproxy, config, progress=progress or _stderr, processes=processes)
     anomalies = check(result.history)
     if history_path is not None:
         history_path.parent.mkdir(parents=True, exist_ok=True)

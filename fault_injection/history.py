@@ -3,7 +3,8 @@
 ``Recorder`` collects operations (invoke, then ok / fail / unknown), fault and crash windows and,
 at the end, each task's final snapshot and event history into a ``History``; ``History`` saves to
 and loads from JSON; ``check(history)`` returns the ``Anomaly`` list (empty when the run kept every
-rule in ``RULES``); ``liveness(history)`` gives the run's liveness figures (``Liveness``).
+rule in ``RULES``); ``liveness(history)`` gives the run's liveness figures (``Liveness``);
+``render_timeline(history, anomalies)`` the self-contained HTML page of the run.
 """
 
 from fault_injection._checker import RULES, Anomaly, check
@@ -29,6 +30,7 @@ from fault_injection._history import (
     snapshot_from_proto,
 )
 from fault_injection._liveness import DEFAULT_MIN_ACK_FRACTION, Liveness, liveness
+from fault_injection._timeline import render_timeline
 
 __all__ = [
     "DEFAULT_MAX_ATTEMPTS",
@@ -55,5 +57,6 @@ __all__ = [
     "liveness",
     "read_events",
     "read_task",
+    "render_timeline",
     "snapshot_from_proto",
 ]

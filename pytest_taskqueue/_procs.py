@@ -703,6 +703,18 @@ class ManagedProcess:
             with _LIVE_LOCK:
                 _LIVE.discard(self)
 
+    def pause(self) -> None:
+        """SIGSTOP the process group (a hang, for chaos runs); ``resume`` continues it."""
+        with self._lock:
+            if self._popen is not None and self._popen.poll() is None:
+                self._signal_group(self._popen, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT the process group after ``pause``."""
+        with self._lock:
+            if self._popen is not None and self._popen.poll() is None:
+                self._signal_group(self._popen, signal.SIGCONT)
+
     def restart(self, *, wait: bool = True) -> Self:
         """Stop (gracefully) if running, then start again."""
         self.stop()

@@ -353,7 +353,10 @@ class ReferenceStack:
         }
         self._elasticmq = ElasticMQ(port=ports.elasticmq, cache=config.cache_dir, **common)
         self._moto = MotoServer(port=ports.moto, **common)
-        self._toxiproxy = ToxiproxyServer(port=ports.toxiproxy, cache=config.cache_dir, **common)
+        # warn: its info level logs every connection (35 MB in a 60 s chaos run)
+        self._toxiproxy = ToxiproxyServer(
+            port=ports.toxiproxy, cache=config.cache_dir, log_level="warn", **common
+        )
         self._server, self._worker = self._api_processes()
         began = time.monotonic()
 

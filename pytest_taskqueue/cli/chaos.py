@@ -11,6 +11,12 @@ checked before and after each fault, then the history checker):
 - ``--target``: an implementation that runs already; a Toxiproxy of its own is put in front of
   it, so only the client -> API link (``api``) can be faulted, as the output says.
 
+When the harness owns the processes (the reference stack, ``--target-cmd``) the schedule also
+kills (SIGKILL, then a restart) and pauses (SIGSTOP/SIGCONT) the API server and the worker
+(``--no-process-faults`` turns that off); never with ``--target``. Links nothing uses (the worker
+links without ``--worker-cmd``) are not faulted and are listed as skipped. Beside the JSON report
+(or the history) goes a self-contained HTML timeline of the run (``--timeline``).
+
 The history is saved (beside the report: ``PATH`` with ``.history.json``) and the JSON report's
 ``history`` object holds ``operations`` and ``anomalies`` (``Anomaly.to_json``). Exit status:
 0 no anomaly, 1 anomalies, 2 a usage error, 3 the infrastructure failed (a stack that cannot start,
@@ -39,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 from fault_injection.chaos import ChaosConfig, ChaosOutcome, run_and_check
-from fault_injection.history import History, check
+from fault_injection.history import History, check, render_timeline
 from pytest_taskqueue.cli._common import (
     EXIT_ANOMALIES,
     EXIT_INFRA,
@@ -61,6 +67,7 @@ from pytest_taskqueue.cli._common import (
 if TYPE_CHECKING:
     from fault_injection import Toxiproxy
     from pytest_taskqueue._faults import ImplementationCommands
+    from pytest_taskqueue._procs import ManagedProcess
     from pytest_taskqueue._stack import ReferenceStack
 
 __all__ = ["REPORT_FORMAT", "add_parser", "run", "run_check"]
@@ -79,6 +86,16 @@ class _InfraError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------- arguments
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
+    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -152,6 +169,30 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default=60.0,
         help="seconds each process may take to become ready (default %(default)s)",
     )
+    parser.add_argument(
+        "--drain-timeout",
+        type=positive_float,
+        help="seconds to wait, after healing, for every task to be terminal before giving up and "
+        "reporting the rest as lost (default: 30 + half of --duration)",
+    )
+    parser.add_argument(
+        "--min-ack-fraction",
+        type=_fraction,
+        default=defaults.min_ack_fraction,
+        help="liveness: the share of operations made while no fault was active that must get an "
+        "answer (default %(default)s)",
+    )
+    parser.add_argument(
+        "--no-process-faults",
+        action="store_true",
+        help="do not kill or pause the API server and worker (they are only when the harness owns them)",
+    )
+    parser.add_argument(
+        "--timeline",
+        type=Path,
+        help="write the HTML timeline here (default: beside the report, PATH with .html; else beside "
+        "the history)",
+    )
     parser.add_argument("--keep-logs", action="store_true", help="keep the stack's log folder")
     parser.set_defaults(run=run)
     check = subparsers.add_parser(
@@ -168,6 +209,41 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 # ------------------------------------------------------------------------------------------ chaos
 
 
+class _Crashable:
+    """A harness-owned process as the chaos schedule's ``ProcessControl`` (kill, start, pause, resume).
+
+    A restart forks from a process whose gRPC threads are busy; a child that dies by a signal
+    before it is ready (it never ran the implementation) is started again, up to three times.
+    """
+
+    _STARTS: Final = 3
+
+    def __init__(self, process: ManagedProcess) -> None:
+        self.process = process
+
+    def kill(self) -> None:
+        self.process.kill()
+
+    def start(self) -> None:
+        from pytest_taskqueue._procs import BackendStartError
+
+        for attempt in range(1, self._STARTS + 1):
+            try:
+                self.process.start()
+                return
+            except BackendStartError:
+                code = self.process.returncode
+                if attempt == self._STARTS or code is None or code >= 0:
+                    raise
+                progress(f"{PROG} chaos: {self.process.name} died by signal {-code} while starting; again")
+
+    def pause(self) -> None:
+        self.process.pause()
+
+    def resume(self) -> None:
+        self.process.resume()
+
+
 @dataclass
 class _Setup:
     """Where the run goes: the gRPC target, the Toxiproxy client, the links that can be faulted."""
@@ -179,6 +255,10 @@ class _Setup:
     note: str = ""
     stack: ReferenceStack | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    processes: dict[str, ManagedProcess] = field(default_factory=dict)
+    """The processes the harness owns, by the name the schedule uses (``server``, ``worker``)."""
+    skipped: dict[str, str] = field(default_factory=dict)
+    """Links that are not faulted, and why."""
 
 
 def _usage_checks(args: argparse.Namespace) -> tuple[ImplementationCommands | None, tuple[str, ...] | None]:
@@ -236,13 +316,22 @@ def _bring_up(
             stack.start()
         except Exception as failure:
             raise _InfraError(f"the stack failed to start: {describe_failure(failure, log_dir)}") from failure
+        processes = {"server": stack.server}
+        skipped: dict[str, str] = {}
+        if commands is None or commands.worker is not None:
+            processes["worker"] = stack.worker
+        else:
+            reason = "nothing uses it: no --worker-cmd, the implementation's worker runs in its server"
+            skipped = {name: reason for name in PROXY_NAMES if name.startswith("worker_")}
         yield _Setup(
             mode=mode,
             target=stack.target,
             toxiproxy=stack.toxiproxy_client(),
-            links=PROXY_NAMES,
+            links=tuple(name for name in PROXY_NAMES if name not in skipped),
             stack=stack,
             details={"stack": stack.as_dict()},
+            processes=processes,
+            skipped=skipped,
         )
     finally:
         stack.stop(keep_logs=True)
@@ -272,6 +361,10 @@ def _proxied_target(target: str, log_dir: Path) -> Iterator[_Setup]:
             links=("api",),
             note=API_ONLY_NOTE,
             details={"target": target, "api_proxy": api.listen},
+            skipped={
+                name: "not proxied: the target runs outside the harness"
+                for name in ("server_dynamodb", "server_sqs", "worker_dynamodb", "worker_sqs")
+            },
         )
 
 
@@ -282,6 +375,13 @@ def _history_path(args: argparse.Namespace) -> Path:
         report = Path(args.report).expanduser().absolute()
         return report.with_name(report.stem + ".history.json")
     return Path(tempfile.mkdtemp(prefix="taskqueue-chaos-")) / "history.json"
+
+
+def _timeline_path(args: argparse.Namespace, report_path: Path | None, history_path: Path) -> Path:
+    if args.timeline is not None:
+        return Path(args.timeline).expanduser().absolute()
+    beside = report_path if report_path is not None else history_path
+    return beside.with_name(beside.name.removesuffix(".json").removesuffix(".history") + ".html")
 
 
 def _write_report(path: Path | None, report: dict[str, Any]) -> None:
@@ -342,6 +442,20 @@ def _chaos(
             progress(f"{PROG} chaos: {setup.mode} at {setup.target}; faulting {', '.join(links)}")
             if setup.note:
                 progress(f"{PROG} chaos: note: {setup.note}")
+            processes = (
+                {} if args.no_process_faults else {n: _Crashable(p) for n, p in setup.processes.items()}
+            )
+            skipped = dict(setup.skipped)
+            skipped.update({name: "left out by --links" for name in setup.links if name not in links})
+            report.update(process_faults=sorted(processes), skipped_links=skipped)
+            if processes:
+                names = ", ".join(processes)
+                progress(f"{PROG} chaos: process faults (SIGKILL+restart, SIGSTOP/SIGCONT) on {names}")
+            else:
+                why = "--no-process-faults" if args.no_process_faults else "the harness does not own them"
+                progress(f"{PROG} chaos: no process faults ({why})")
+            for name, reason in skipped.items():
+                progress(f"{PROG} chaos: link {name} skipped: {reason}")
             config = ChaosConfig(
                 seed=args.seed,
                 duration_s=args.duration,
@@ -349,11 +463,20 @@ def _chaos(
                 clients=args.clients,
                 ops_per_second=args.rate,
                 health_timeout_s=args.health_timeout,
+                drain_timeout_s=args.drain_timeout,
+                min_ack_fraction=args.min_ack_fraction,
+                fault_processes=tuple(sorted(processes)),
+                skipped_links=skipped,
             )
             try:
                 outcome = asyncio.run(
                     run_and_check(
-                        setup.target, setup.toxiproxy, config, history_path=history_path, progress=progress
+                        setup.target,
+                        setup.toxiproxy,
+                        config,
+                        history_path=history_path,
+                        progress=progress,
+                        processes=processes,
                     )
                 )
             except Exception as failure:
@@ -371,14 +494,19 @@ def _chaos(
         error(f"interrupted by {interrupted}; everything started was stopped")
         return interrupted.exit_status
     result = outcome.result
+    timeline = _timeline_path(args, report_path, history_path)
+    timeline.parent.mkdir(parents=True, exist_ok=True)
+    timeline.write_text(render_timeline(result.history, outcome.anomalies), encoding="utf-8")
     report.update(
         verdict="anomalies" if outcome.anomalies else "ok",
         wall_s=round(time.monotonic() - began, 1),
         faults={
             "scheduled": len(result.schedule),
             "applied": list(result.applied),
+            "process": [fault.describe() for fault in result.schedule if fault.process],
         },
         history=outcome.history_summary(),
+        timeline=str(timeline),
     )
     if crashed is not None:
         report["crashed"] = f"{crashed.name} exited with code {crashed.returncode} (log: {crashed.log_path})"
@@ -404,10 +532,16 @@ def _print_summary(report: dict[str, Any], outcome: ChaosOutcome, report_path: P
         f"  faults      {len(report['faults']['applied'])} applied of "
         f"{report['faults']['scheduled']} scheduled; health checks ok "
         f"{history['health_checks']['ok']}, failed {history['health_checks']['failed']}",
+        f"  processes   {', '.join(report['process_faults']) or 'not faulted'}"
+        f" ({len(report['faults']['process'])} kills/pauses)",
+        f"  skipped     {', '.join(report['skipped_links']) or 'none'}",
+        f"  liveness    {_liveness_line(history['liveness'])}",
         f"  anomalies   {len(outcome.anomalies)}",
     ]
     lines += [f"    {line}" for line in outcome.anomaly_lines()]
+    lines += [f"  lost        {line}" for line in history["lost"]]
     lines.append(f"  history     {history['path']}  (re-check: {PROG} check {history['path']})")
+    lines.append(f"  timeline    {report['timeline']}")
     if report_path is not None:
         lines.append(f"  report      {report_path}")
     if report.get("crashed"):
@@ -421,6 +555,18 @@ def _print_summary(report: dict[str, Any], outcome: ChaosOutcome, report_path: P
     )
     lines.append(f"{PROG} chaos: {verdict}")
     print("\n".join(lines), flush=True)
+
+
+def _liveness_line(live: dict[str, Any]) -> str:
+    fraction = live["fraction_fault_free"]
+    shown = f"{fraction:.0%}" if fraction is not None else "n/a"
+    return (
+        f"{live['acknowledged_fault_free']}/{live['offered_fault_free']} answered while no fault was active "
+        f"({shown}, at least {live['min_ack_fraction']:.0%}); final submit {live['final_submit']}; "
+        f"unknown submits {live['unknown_submits']}: {live['resolved_existing']} existed, "
+        f"{live['resolved_created_by_retry']} created by the retry, {live['resolved_rejected']} rejected, "
+        f"{live['unresolved']} unresolved"
+    )
 
 
 # ------------------------------------------------------------------------------------------ check
