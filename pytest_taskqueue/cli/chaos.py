@@ -56,6 +56,7 @@ from pytest_taskqueue.cli._common import (
     describe_failure,
     error,
     first_line,
+    fraction,
     handling_signals,
     host_port,
     non_negative_int,
@@ -88,14 +89,6 @@ class _InfraError(RuntimeError):
 # ------------------------------------------------------------------------------------- arguments
 
 
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
-    return value
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -177,7 +170,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--min-ack-fraction",
-        type=_fraction,
+        type=fraction,
         default=defaults.min_ack_fraction,
         help="liveness: the share of operations made while no fault was active that must get an "
         "answer (default %(default)s)",
