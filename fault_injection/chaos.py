@@ -254,28 +254,24 @@ class _Client:
     async def watch(self, task_id: str, timeout_s: float, client: int | None = None) -> str:
         """A recorded WatchTask followed for up to ``timeout_s``: ``terminal``, ``stopped``, or a code.
 
-        ``end`` in the record is ``OK`` (the server closed the stream), ``cancelled`` (the client
-        stopped watching: a terminal snapshot arrived, or time was up) or the error code.
+        ``end`` in the record is ``OK`` (the server closed the stream), ``cancelled`` (the client's
+        deadline ended the stream: a watch of a task that takes longer) or the error code.
         """
         op = self.recorder.invoke("watch", task_id=task_id, client=client)
         snapshots: list[list[Any]] = []
-        call = self.stub.WatchTask(taskqueue_pb2.WatchTaskRequest(task_id=task_id))
+        call = self.stub.WatchTask(taskqueue_pb2.WatchTaskRequest(task_id=task_id), timeout=timeout_s)
         end, result = "OK", "stopped"
         try:
-            async with asyncio.timeout(timeout_s):
-                async for snapshot in call:
-                    snapshots.append(compact_task(snapshot))
-                    self._seen(snapshot)
-                    if snapshot.status in TERMINAL:
-                        result = "terminal"
-        except TimeoutError:
-            call.cancel()
-            end = "cancelled"
+            async for snapshot in call:
+                snapshots.append(compact_task(snapshot))
+                self._seen(snapshot)
+                if snapshot.status in TERMINAL:
+                    result = "terminal"
         except grpc.aio.AioRpcError as exc:
             if not snapshots:
                 self._failed(op, exc)
                 return exc.code().name
-            end = exc.code().name
+            end = "cancelled" if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED else exc.code().name
             result = result if result == "terminal" else end
         self._count("OK" if end in ("OK", "cancelled") else end)
         self.recorder.ok(op, {"snapshots": snapshots, "end": end})

@@ -157,10 +157,13 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
         record = await self._lookup(request.task_id, context)
         while True:
             seen, changed = record.version, record.changed
-            yield record.snapshot(self._breaks)
-            if "watch_one_snapshot_then_unavailable" in self._breaks and not record.terminal:
+            snapshot = record.snapshot(self._breaks)
+            yield snapshot
+            # Judge by what was sent: the task may have ended while it was being sent (spec 8.2).
+            sent_terminal = snapshot.status in (pb.TASK_STATUS_COMPLETED, pb.TASK_STATUS_DEAD)
+            if "watch_one_snapshot_then_unavailable" in self._breaks and not sent_terminal:
                 await context.abort(grpc.StatusCode.UNAVAILABLE, "watch interrupted")
-            if record.terminal:
+            if sent_terminal:
                 if "watch_never_closes" in self._breaks:
                     await asyncio.Event().wait()
                 return
