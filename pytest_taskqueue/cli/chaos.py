@@ -89,8 +89,6 @@ class _InfraError(RuntimeError):
 # ------------------------------------------------------------------------------------- arguments
 
 
-
-
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``chaos``, and ``check`` (which re-checks the histories ``chaos`` saves)."""
     defaults = ChaosConfig()
