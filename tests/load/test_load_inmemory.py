@@ -9,6 +9,8 @@ to race duplicates or to never run some tasks fails the run (exit 1) with the an
 from __future__ import annotations
 
 import re
+import shlex
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -99,24 +101,32 @@ def test_slo_below_what_was_measured_fails_naming_the_figure(conforming: str, tm
     assert run.report is not None and run.report["verdict"] == "slo_broken"
 
 
+def _inmemory_cmd(brk: str) -> str:
+    """A --target-cmd template running the in-memory server (it ignores the harness's backends)."""
+    return f"{shlex.quote(sys.executable)} -m tests.servers.inmemory --port {{port}} --break {brk}"
+
+
 @pytest.mark.parametrize(
-    ("brk", "extra", "rule"),
+    ("brk", "extra", "rule", "through"),
     [
-        ("race_duplicates", ("--duplicates", "0.3"), "duplicate_task_for_key"),
-        ("never_complete_every_50th", ("--drain-timeout", "3"), "not_terminal"),
+        ("race_duplicates", ("--duplicates", "0.3"), "duplicate_task_for_key", "target"),
+        ("never_complete_every_50th", ("--drain-timeout", "3"), "not_terminal", "target"),
+        ("race_duplicates", ("--duplicates", "0.3"), "duplicate_task_for_key", "target-cmd"),
     ],
 )
 def test_broken_server_fails_the_run_with_the_anomaly_named(
-    tmp_path: Path, brk: str, extra: tuple[str, ...], rule: str
+    tmp_path: Path, brk: str, extra: tuple[str, ...], rule: str, through: str
 ) -> None:
     report_path = tmp_path / "load.json"
-    with running_server(brk) as address:
-        run = run_load(
-            "--target", address, "--rate", "50", "--duration", "3", *extra, *RELAXED_LAG, report=report_path
-        )
+    common = ("--rate", "50", "--duration", "3", *extra, *RELAXED_LAG)
+    if through == "target-cmd":  # the harness runs it beside backends of its own, as chaos does
+        run = run_load("--target-cmd", _inmemory_cmd(brk), *common, report=report_path)
+    else:
+        with running_server(brk) as address:
+            run = run_load("--target", address, *common, report=report_path)
 
     assert run.returncode == 1, run.explain()
-    assert run.report is not None and run.report["verdict"] == "anomalies"
+    assert run.report is not None and run.report["verdict"] == "anomalies" and run.report["mode"] == through
     assert rule in run.report["history"]["anomalies_by_rule"], run.report["history"]["anomalies_by_rule"]
     assert f"{rule}: task" in run.stdout and "load: ANOMALIES" in run.stdout
 
@@ -148,6 +158,9 @@ def test_find_max_reports_a_limit(conforming: str, tmp_path: Path) -> None:
     assert found["highest_sustainable_rate"] == 40 and "--max-rate 40 reached" in found["limited_by"]
     assert found["at"]["latency_ms"]["e2e"]["count"] > 0
     assert "highest sustainable rate: 40 tasks/s" in run.stdout
+
+    dom = rendered_dom(tmp_path / "max.html", tmp_path)
+    assert _body_attributes(dom)["data-check"] == "ok" and 'class="steps"' in dom
 
 
 @pytest.mark.parametrize(
