@@ -106,6 +106,20 @@ def _inmemory_cmd(brk: str) -> str:
     return f"{shlex.quote(sys.executable)} -m tests.servers.inmemory --port {{port}} --break {brk}"
 
 
+def test_a_generator_behind_its_schedule_makes_the_run_invalid(conforming: str, tmp_path: Path) -> None:
+    """Every send counts as late when the allowed lag is a microsecond: the run must not pass."""
+    run = run_load(
+        "--target", conforming, "--rate", "30", "--duration", "2", "--max-lag-ms", "0.001",
+        report=tmp_path / "load.json",
+    )  # fmt: skip
+
+    assert run.returncode == 5, run.explain()
+    assert run.report is not None and run.report["verdict"] == "invalid"
+    generator = run.report["run"]["generator"]
+    assert not generator["valid"] and "fell behind its schedule" in generator["reason"]
+    assert "INVALID RUN: the generator fell behind" in run.stdout
+
+
 @pytest.mark.parametrize(
     ("brk", "extra", "rule", "through"),
     [
