@@ -38,8 +38,9 @@ asyncio_default_fixture_loop_scope = function
 
 @pytest.fixture
 def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A pytester folder with a quiet ini, for runs of the plugin, free of the outer TASKQUEUE_* settings."""
-    for name in [name for name in os.environ if name.startswith("TASKQUEUE_")]:
+    """A pytester folder with a quiet ini, for runs of the plugin, free of the outer TASKQUEUE_* settings
+    (but the cache folder, tests/conftest.py)."""
+    for name in [n for n in os.environ if n.startswith("TASKQUEUE_") and n != "TASKQUEUE_CACHE_DIR"]:
         monkeypatch.delenv(name)
     pytester.makeini(INNER_INI)
     return pytester
