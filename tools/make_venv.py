@@ -22,6 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import urllib.request
 
 MIN_PYTHON = (3, 11)
@@ -50,7 +51,8 @@ def fetch_pip_wheel(folder: pathlib.Path) -> pathlib.Path:
     wheel = wheels[0]
     target = folder / wheel["filename"]
     say(f"downloading {wheel['filename']} from PyPI ({wheel['size'] // 1024} KiB)...")
-    with urllib.request.urlopen(wheel["url"], timeout=120) as answer:
+    url = urllib.parse.urljoin(PIP_JSON_URL, wheel["url"])  # a mirror may answer with relative links
+    with urllib.request.urlopen(url, timeout=120) as answer:
         data = answer.read()
     digest = hashlib.sha256(data).hexdigest()
     if digest != wheel["digests"]["sha256"]:
@@ -75,7 +77,8 @@ def make(venv: pathlib.Path) -> None:
     made = subprocess.run([sys.executable, "-m", "venv", venv], capture_output=True, text=True, check=False)
     if made.returncode == 0 and has_pip(python):
         return
-    first = (made.stdout + made.stderr).strip().splitlines()[:1]
+    said = " ".join((made.stdout + made.stderr).split())
+    first = [said.partition(".")[0]] if said else []
     say(
         f"python -m venv could not install pip ({first[0] if first else 'no ensurepip'}); "
         "making the venv without pip and installing pip from PyPI instead"
