@@ -11,6 +11,11 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# Recipes run as if the venv were active, so that the scripts it installs (taskqueue-harness) and its
+# python3 come first on PATH; the venv itself is made with the PATH make was started with.
+ORIGINAL_PATH := $(PATH)
+export VIRTUAL_ENV := $(abspath $(VENV))
+export PATH := $(VIRTUAL_ENV)/bin:$(PATH)
 PYTEST_ARGS ?=
 # Tests that start no backend and no server: seconds, not minutes (tests/test_make.py keeps the list true).
 UNIT_TESTS := tests/test_stubs.py tests/contract tests/suite/test_checks.py \
@@ -21,7 +26,7 @@ UNIT_TESTS := tests/test_stubs.py tests/contract tests/suite/test_checks.py \
 
 venv: $(PY)
 $(PY):
-	$(PYTHON) tools/make_venv.py $(VENV)
+	PATH='$(ORIGINAL_PATH)' $(PYTHON) tools/make_venv.py $(VENV)
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml | $(PY)
