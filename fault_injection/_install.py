@@ -22,6 +22,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 
 __all__ = ["TOXIPROXY_VERSION", "ToxiproxyInstallError", "ensure_toxiproxy"]
 
@@ -38,6 +40,7 @@ _STAMP = f"{_MODULE}@{TOXIPROXY_VERSION} -ldflags={_LDFLAGS}\n"
 """What the stamp file holds for a binary built the current way."""
 _BUILD_TIMEOUT_S = 1800.0
 _LOG_TAIL_CHARS = 2000
+_PROGRESS_EVERY_S = 15.0
 
 
 class ToxiproxyInstallError(RuntimeError):
@@ -105,27 +108,53 @@ def _build(target_dir: pathlib.Path, binary: pathlib.Path) -> None:
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix=".build-", dir=target_dir) as scratch:
-        command = [go, "install", f"-ldflags={_LDFLAGS}", f"{_MODULE}@{TOXIPROXY_VERSION}"]
+        command = [go, "install", f"-ldflags={_LDFLAGS}", "-v", f"{_MODULE}@{TOXIPROXY_VERSION}"]
         env = dict(os.environ, GOBIN=scratch, CGO_ENABLED="0")
-        try:
-            done = subprocess.run(
-                command,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                timeout=_BUILD_TIMEOUT_S,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
+        returncode, output, timed_out = _run_with_progress(command, env)
+        if timed_out:
             raise ToxiproxyInstallError(
                 f"`GOBIN={scratch} {shlex.join(command)}` did not finish within {_BUILD_TIMEOUT_S:.0f} s"
-            ) from exc
-        output = done.stdout.decode("utf-8", "replace")[-_LOG_TAIL_CHARS:]
+            )
+        output = output[-_LOG_TAIL_CHARS:]
         built = pathlib.Path(scratch) / "server"
-        if done.returncode != 0 or not _is_executable(built):
+        if returncode != 0 or not _is_executable(built):
             raise ToxiproxyInstallError(
-                f"`GOBIN={scratch} {shlex.join(command)}` failed (exit {done.returncode}); "
-                f"output tail:\n{output}"
+                f"`GOBIN={scratch} {shlex.join(command)}` failed (exit {returncode}); output tail:\n{output}"
             )
         os.replace(built, binary)
+
+
+def _run_with_progress(command: list[str], env: dict[str, str]) -> tuple[int, str, bool]:
+    """Run the build, printing a progress line every ``_PROGRESS_EVERY_S`` (a cold build takes minutes).
+
+    ``go install -v`` names each package it compiles; their count is the progress. The build is
+    killed at ``_BUILD_TIMEOUT_S``. Returns the exit status, the output and whether it timed out.
+    """
+    began = time.monotonic()
+    process = subprocess.Popen(
+        command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    watchdog = threading.Timer(_BUILD_TIMEOUT_S, process.kill)
+    watchdog.start()
+    lines: list[str] = []
+    shown = began
+    try:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            lines.append(raw.decode("utf-8", "replace"))
+            now = time.monotonic()
+            if now - shown >= _PROGRESS_EVERY_S:
+                shown = now
+                print(
+                    f"  still building Toxiproxy: {len(lines)} packages so far, {now - began:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        returncode = process.wait()
+    finally:
+        watchdog.cancel()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    timed_out = returncode != 0 and time.monotonic() - began >= _BUILD_TIMEOUT_S
+    return returncode, "".join(lines), timed_out

@@ -50,6 +50,21 @@ def test_builds_once_and_reuses_the_binary(
     assert err.count("building Toxiproxy v2.12.0 with go install (first run only)...") == 1
 
 
+def test_a_long_build_prints_progress(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each package ``go install -v`` names counts; a line goes out every interval (here: every package)."""
+    import fault_injection._install as install
+
+    monkeypatch.setattr(install, "_PROGRESS_EVERY_S", 0.0)
+    body = 'case "$*" in *" -v "*) ;; *) exit 9 ;; esac; echo pkg/a >&2; echo pkg/b >&2; ' + _BUILD_OK
+    _install_fake_go(tmp_path, monkeypatch, body)
+    ensure_toxiproxy(tmp_path / "cache")
+    err = capsys.readouterr().err
+    assert "still building Toxiproxy: 1 packages so far" in err, err
+    assert "still building Toxiproxy: 2 packages so far" in err, err
+
+
 def test_a_binary_built_without_the_version_is_rebuilt_once(
     tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
