@@ -8,6 +8,8 @@ The public surface of the plugin, for scenarios and for users who write their ow
 - ``HarnessNotOwnedError``: a harness-owned part (``harness.db``...) used against a plain target.
 - ``TERMINAL_STATUSES``: COMPLETED and DEAD.
 - ``MAX_PAYLOAD_LIMIT``: the largest ``max_payload_bytes`` the spec allows (4 MiB, 8.3).
+- ``RETRYABLE``, ``Submitted``, ``RetriesExhausted``: the retry policy of ``harness.submit``,
+  ``harness.get`` and ``harness.events`` (spec 3.6: UNAVAILABLE and DEADLINE_EXCEEDED retried).
 - ``TaskQueueConfig``: the parsed options (the ``taskqueue_config`` fixture).
 - ``HarnessFaults``: the stack's fault proxies (``harness.faults``).
 - ``run_chaos_for_harness``: the seeded chaos run against the harness's stack, checked.
@@ -29,13 +31,17 @@ if TYPE_CHECKING:
     from pytest_taskqueue._harness import HarnessNotOwnedError, TestHarness, WaitTimeout
     from pytest_taskqueue._harness_chaos import run_chaos_for_harness
     from pytest_taskqueue._options import TaskQueueConfig
+    from pytest_taskqueue._retry import RETRYABLE, RetriesExhausted, Submitted
     from taskqueue_proto import taskqueue_pb2 as pb
 
 __all__ = [
     "MAX_PAYLOAD_LIMIT",
+    "RETRYABLE",
     "TERMINAL_STATUSES",
     "HarnessFaults",
     "HarnessNotOwnedError",
+    "RetriesExhausted",
+    "Submitted",
     "TaskQueueClient",
     "TaskQueueConfig",
     "TestHarness",
@@ -54,6 +60,9 @@ _HOMES: dict[str, tuple[str, str | None]] = {
     "WaitTimeout": ("pytest_taskqueue._harness", "WaitTimeout"),
     "run_chaos_for_harness": ("pytest_taskqueue._harness_chaos", "run_chaos_for_harness"),
     "TaskQueueConfig": ("pytest_taskqueue._options", "TaskQueueConfig"),
+    "RETRYABLE": ("pytest_taskqueue._retry", "RETRYABLE"),
+    "RetriesExhausted": ("pytest_taskqueue._retry", "RetriesExhausted"),
+    "Submitted": ("pytest_taskqueue._retry", "Submitted"),
     "pb": ("taskqueue_proto.taskqueue_pb2", None),
 }
 """Where each public name lives: (module, attribute; None for the module itself)."""

@@ -12,8 +12,8 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
-from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import grpc
 import grpc.aio
@@ -22,6 +22,7 @@ import pytest
 from fault_injection import Backoff
 from pytest_taskqueue._client import TERMINAL_STATUSES, TaskQueueClient, describe_rpc_error
 from pytest_taskqueue._collect import skip_for_level
+from pytest_taskqueue._retry import Submitted, retrying
 from taskqueue_contract import event_name, status_name
 from taskqueue_proto import taskqueue_pb2 as pb
 
@@ -38,6 +39,8 @@ __all__ = [
     "WorkerControl",
     "format_task",
 ]
+
+T = TypeVar("T")
 
 _MAX_KEY_BYTES: Final = 256
 _POLL_BACKOFF_START_S: Final = 0.02
@@ -202,14 +205,37 @@ class TestHarness:
     async def submit(
         self, task_type: str = "noop", payload: bytes = b"", max_attempts: int = 0, key: str | None = None
     ) -> pb.SubmitTaskResponse:
-        """Submit a task, with a fresh key unless one is given."""
-        return await self.api.submit(
-            key if key is not None else self.key(task_type), task_type, payload, max_attempts
+        """Submit a task (a fresh key unless one is given), retried as spec 3.6 allows.
+
+        UNAVAILABLE and DEADLINE_EXCEEDED answers are retried with the same key and request until
+        ``harness.timeout``; then ``RetriesExhausted`` (an AssertionError naming spec 9/3.6).
+        """
+        return (await self.submit_tracked(task_type, payload, max_attempts, key)).answer
+
+    async def submit_tracked(
+        self, task_type: str = "noop", payload: bytes = b"", max_attempts: int = 0, key: str | None = None
+    ) -> Submitted:
+        """``submit``, also saying how many tries failed first (``Submitted.retries``): after a
+        retry, ``created=false`` is a legitimate answer for the task the first try created (3.6)."""
+        used = key if key is not None else self.key(task_type)
+        answer, retries = await retrying(
+            lambda: self.api.submit(used, task_type, payload, max_attempts), "SubmitTask", self.timeout
         )
+        return Submitted(answer, retries)
+
+    async def get(self, task_id: str) -> pb.Task:
+        """The task (GetTask), UNAVAILABLE and DEADLINE_EXCEEDED retried until ``harness.timeout``."""
+        return await self.retry(lambda: self.api.get(task_id), "GetTask")
 
     async def events(self, task_id: str) -> list[pb.TaskEvent]:
-        """The task's whole event history (ListTaskEvents)."""
-        return await self.api.events(task_id)
+        """The task's whole event history (ListTaskEvents), retried like ``get``."""
+        return await self.retry(lambda: self.api.events(task_id), "ListTaskEvents")
+
+    async def retry(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        """``await call()`` with the harness's retry policy (UNAVAILABLE, DEADLINE_EXCEEDED retried
+        with a jittered backoff until ``harness.timeout``; ``what`` names the call in the failure)."""
+        result, _ = await retrying(call, what, self.timeout)
+        return result
 
     # -- waits ----------------------------------------------------------------------------------
 

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING
 import grpc
 import grpc.aio
 
-from pytest_taskqueue import MAX_PAYLOAD_LIMIT, WaitTimeout
-from scenarios._calls import RETRYABLE, get_events, get_task, submit
+from pytest_taskqueue import MAX_PAYLOAD_LIMIT, RETRYABLE, WaitTimeout
 from scenarios._checks import (
     TERMINAL,
     event_name,
@@ -27,7 +26,7 @@ from taskqueue_contract import observed_violations
 from taskqueue_proto import taskqueue_pb2 as pb
 
 if TYPE_CHECKING:
-    from pytest_taskqueue import TestHarness
+    from pytest_taskqueue import RETRYABLE, TestHarness
 
 LARGEST_PAYLOAD_LIMIT = MAX_PAYLOAD_LIMIT
 """Spec 8.3: max_payload_bytes MUST NOT exceed 4 MiB, the largest limit the toolkit tests."""
@@ -109,8 +108,8 @@ async def barrier(harness: TestHarness) -> None:
     """
     loop = asyncio.get_running_loop()
     started = loop.time()
-    sentinel = await submit(
-        harness, "sleep", json.dumps({"ms": QUIET_MS}).encode(), key=harness.key("barrier")
+    sentinel = await harness.submit(
+        "sleep", json.dumps({"ms": QUIET_MS}).encode(), key=harness.key("barrier")
     )
     await harness.wait_for_status(sentinel.task_id, pb.TASK_STATUS_COMPLETED)
     waited_ms = (loop.time() - started) * 1000
@@ -179,7 +178,7 @@ async def finished(
         await harness.wait_for_terminal(task_id)
     except WaitTimeout as error:
         violated(rule, seen=str(error))
-    return await get_task(harness, task_id), await get_events(harness, task_id)
+    return await harness.get(task_id), await harness.events(task_id)
 
 
 def require_history(
@@ -210,8 +209,8 @@ async def poll_until_terminal(harness: TestHarness, task_id: str) -> list[Read]:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + harness.timeout
     while loop.time() < deadline:
-        reads.append(await get_events(harness, task_id))
-        task = await get_task(harness, task_id)
+        reads.append(await harness.events(task_id))
+        task = await harness.get(task_id)
         reads.append(task)
         if task.status in TERMINAL:
             return reads

@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from pytest_taskqueue import TestHarness
-from scenarios._calls import get_events, get_task, submit_tracked
 from scenarios._checks import count, finished_task_violations, format_events, require, require_none
 from taskqueue_proto import taskqueue_pb2 as pb
 
@@ -30,7 +29,7 @@ def _request(index: int) -> tuple[str, bytes]:
 async def test_burst_of_tasks_all_complete_exactly_once(harness: TestHarness) -> None:
     """spec 7.1, 3.1: 200 tasks submitted at once each get their own task and complete exactly once."""
     requests = [_request(index) for index in range(BURST)]
-    answers = await asyncio.gather(*(submit_tracked(harness, kind, payload) for kind, payload in requests))
+    answers = await asyncio.gather(*(harness.submit_tracked(kind, payload) for kind, payload in requests))
     ids = [answer.task_id for answer in answers]
     require(
         all(answer.created_as_expected for answer in answers) and len(set(ids)) == BURST,
@@ -45,7 +44,7 @@ async def test_burst_of_tasks_all_complete_exactly_once(harness: TestHarness) ->
 
     async def read(task_id: str) -> tuple[pb.Task, list[pb.TaskEvent]]:
         async with gate:
-            return await get_task(harness, task_id), await get_events(harness, task_id)
+            return await harness.get(task_id), await harness.events(task_id)
 
     finals = await asyncio.gather(*(read(task_id) for task_id in ids))
     problems = []

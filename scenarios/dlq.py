@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from pytest_taskqueue import TestHarness
-from scenarios._calls import submit
 from scenarios._checks import require, violated
 from scenarios._support import finished
 from taskqueue_proto import taskqueue_pb2 as pb
@@ -67,7 +66,7 @@ async def _find_in_dlq(harness: TestHarness, task_id: str) -> tuple[bool, list[s
 @pytest.mark.harness_only
 async def test_dead_task_message_is_in_the_dead_letter_queue(harness: TestHarness) -> None:
     """spec 5.3, 10.2: when a task becomes DEAD its message, a JSON object with its task_id, is in the DLQ."""
-    answer = await submit(harness, "fail_always", max_attempts=1)
+    answer = await harness.submit("fail_always", max_attempts=1)
     task, events = await finished(harness, answer.task_id)
     require(task.status == pb.TASK_STATUS_DEAD, "spec 5.3: fail_always ends DEAD", task=task, events=events)
     found, others = await _find_in_dlq(harness, answer.task_id)

@@ -11,7 +11,7 @@ import grpc.aio
 import pytest
 
 from pytest_taskqueue import TestHarness
-from scenarios._calls import BAD_INPUT_CODES, drain, expect_error, one_line, submit, submit_tracked
+from scenarios._calls import BAD_INPUT_CODES, drain, expect_error, one_line
 from scenarios._checks import finished_task_violations, require, require_none, violated
 from scenarios._support import LARGEST_PAYLOAD_LIMIT, finished
 from taskqueue_proto import taskqueue_pb2 as pb
@@ -113,7 +113,7 @@ async def test_rejected_submit_creates_nothing(harness: TestHarness, case: str) 
     key = _free_after(case, rejected_key)
     rule = "spec 9.1: a rejected call MUST NOT create a task: its key is still free for a valid submit"
     try:
-        submitted = await submit_tracked(harness, "noop", key=key)
+        submitted = await harness.submit_tracked("noop", key=key)
     except grpc.aio.AioRpcError as error:
         violated(rule, seen=f"the valid submit with that key failed {error.code().name}: {error.details()!r}")
     require(submitted.created_as_expected, rule, seen=f"answered {one_line(submitted.answer)}")
@@ -151,7 +151,7 @@ async def test_boundary_values_are_accepted(
     key = _key_of_bytes(harness, key_bytes) if key_bytes else harness.key(label)
     payload = b"\x01" * _testable_limit(harness) if at_payload_limit else b""
     try:
-        submitted = await submit_tracked(harness, "noop", payload, max_attempts, key=key)
+        submitted = await harness.submit_tracked("noop", payload, max_attempts, key=key)
     except grpc.aio.AioRpcError as error:
         violated(
             f"spec 9: {label} is within the limits and MUST be accepted",
@@ -227,7 +227,7 @@ async def test_bad_task_payload_is_never_internal(harness: TestHarness, case: st
     accepted anyway, the task still reaches a terminal status with a well-formed history."""
     task_type, payload = _BAD_JSON[case]
     try:
-        answer = await submit(harness, task_type, payload, _MALFORMED_RUNS, key=harness.key(case))
+        answer = await harness.submit(task_type, payload, _MALFORMED_RUNS, key=harness.key(case))
     except grpc.aio.AioRpcError as error:
         require(
             error.code() not in BAD_INPUT_CODES,
@@ -256,7 +256,7 @@ async def test_other_payload_members_are_ignored(harness: TestHarness) -> None:
         ("fail_times", b'{"note": [1, 2], "times": 1}', 3),
     ):
         try:
-            answers.append(await submit(harness, task_type, payload, max_attempts))
+            answers.append(await harness.submit(task_type, payload, max_attempts))
         except grpc.aio.AioRpcError as error:
             violated(rule, seen=f"{task_type} {payload!r}: {error.code().name}: {error.details()!r}")
     for answer, expected in zip(answers, (1, 2), strict=True):

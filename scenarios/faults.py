@@ -22,8 +22,14 @@ import grpc
 import grpc.aio
 import pytest
 
-from pytest_taskqueue import HarnessFaults, TaskQueueConfig, TestHarness, WaitTimeout, run_chaos_for_harness
-from scenarios._calls import RETRYABLE, get_events, get_task, submit, submit_tracked
+from pytest_taskqueue import (
+    RETRYABLE,
+    HarnessFaults,
+    TaskQueueConfig,
+    TestHarness,
+    WaitTimeout,
+    run_chaos_for_harness,
+)
 from scenarios._checks import count, finished_task_violations, require, require_none, status_name, violated
 from scenarios._support import finished
 from taskqueue_proto import taskqueue_pb2 as pb
@@ -94,8 +100,8 @@ async def _one_task_per_key(harness: TestHarness, calls: list[_Call]) -> dict[st
     tasks: dict[str, tuple[str, bytes]] = {}
     problems: list[str] = []
     for call in calls:
-        retry = await submit_tracked(harness, "echo", call.payload, key=call.key)
-        again = (await submit_tracked(harness, "echo", call.payload, key=call.key)).answer
+        retry = await harness.submit_tracked("echo", call.payload, key=call.key)
+        again = (await harness.submit_tracked("echo", call.payload, key=call.key)).answer
         if call.answer is not None and retry.task_id != call.answer.task_id:
             problems.append(
                 f"spec 7.3/3.3: {call.key} was acknowledged as {call.answer.task_id} during the fault, "
@@ -150,7 +156,7 @@ async def _until_terminal(harness: TestHarness, task_id: str, limit_s: float) ->
 async def _read_if_found(harness: TestHarness, task_id: str) -> tuple[pb.Task, list[pb.TaskEvent]] | None:
     """The task and its history, or None when the target answers NOT_FOUND."""
     try:
-        return await get_task(harness, task_id), await get_events(harness, task_id)
+        return await harness.get(task_id), await harness.events(task_id)
     except grpc.aio.AioRpcError as error:
         if error.code() != grpc.StatusCode.NOT_FOUND:
             raise
@@ -246,7 +252,7 @@ async def test_dynamodb_partition_while_processing(harness: TestHarness) -> None
     links = harness.faults
     loop = asyncio.get_running_loop()
     sleep_ms = 1000
-    running = await submit(harness, "sleep", _sleep_payload(sleep_ms))
+    running = await harness.submit("sleep", _sleep_payload(sleep_ms))
     await harness.wait_for_status(running.task_id, pb.TASK_STATUS_PROCESSING)
     calls: list[_Call] = []
     reads: list[_Call] = []
@@ -312,9 +318,9 @@ async def test_sqs_fault_loses_no_task_and_completes_none_twice(harness: TestHar
     for index in range(3):
         payload = f"queued before the {kind} fault #{index}".encode()
         key = harness.key(f"before-{kind}")
-        before[(await submit(harness, "echo", payload, key=key)).task_id] = (key, payload)
+        before[(await harness.submit("echo", payload, key=key)).task_id] = (key, payload)
     sleep_ms = 800
-    running = await submit(harness, "sleep", _sleep_payload(sleep_ms))
+    running = await harness.submit("sleep", _sleep_payload(sleep_ms))
     await harness.wait_for_status(running.task_id, pb.TASK_STATUS_PROCESSING)
     calls: list[_Call] = []
     with _sqs_fault(links, kind):
@@ -359,10 +365,10 @@ async def test_server_restart_keeps_state_and_work_resumes(harness: TestHarness)
     interrupted task completes exactly once, and new submits work.
     """
     server = harness.server
-    done = await submit(harness, "echo", b"finished before the restart", key=harness.key("before-restart"))
+    done = await harness.submit("echo", b"finished before the restart", key=harness.key("before-restart"))
     done_task, done_events = await finished(harness, done.task_id)
     sleep_ms = max(1500, int(harness.visibility_timeout * 750))
-    running = await submit(harness, "sleep", _sleep_payload(sleep_ms))
+    running = await harness.submit("sleep", _sleep_payload(sleep_ms))
     await harness.wait_for_status(running.task_id, pb.TASK_STATUS_PROCESSING)
     await asyncio.to_thread(server.restart)  # a graceful stop may take a moment: off the loop
     await server.wait_ready()
@@ -373,8 +379,8 @@ async def test_server_restart_keeps_state_and_work_resumes(harness: TestHarness)
             seen=f"after the restart, GetTask({done.task_id}) answers NOT_FOUND",
         )
     after, after_events = survived
-    again = await submit_tracked(
-        harness, "echo", b"finished before the restart", key=done_task.idempotency_key
+    again = await harness.submit_tracked(
+        "echo", b"finished before the restart", key=done_task.idempotency_key
     )
     problems = []
     if after != done_task:
@@ -390,7 +396,7 @@ async def test_server_restart_keeps_state_and_work_resumes(harness: TestHarness)
         )
     require_none(problems, "spec 3.5, 7.3: state survives a server restart", task=after, events=after_events)
     fresh_key = harness.key("after-restart")
-    fresh = await submit(harness, "echo", b"after the restart", key=fresh_key)
+    fresh = await harness.submit("echo", b"after the restart", key=fresh_key)
     await _complete_once(
         harness,
         {fresh.task_id: (fresh_key, b"after the restart")},
@@ -426,15 +432,15 @@ async def test_worker_sigkill_mid_attempt_and_server_restart(harness: TestHarnes
     worker = harness.worker  # skips without a separate worker command (spec 10.3)
     server = harness.server
     sleep_ms = max(3000, int(harness.visibility_timeout * 1500))
-    running = await submit(harness, "sleep", _sleep_payload(sleep_ms))
+    running = await harness.submit("sleep", _sleep_payload(sleep_ms))
     await harness.wait_for_status(running.task_id, pb.TASK_STATUS_PROCESSING)
     worker.kill()
     try:
-        at_kill = await get_task(harness, running.task_id)
+        at_kill = await harness.get(running.task_id)
         await asyncio.to_thread(server.restart)
         await server.wait_ready()
         queued_key = harness.key("worker-down")
-        queued = await submit(harness, "echo", b"while the worker is down", key=queued_key)
+        queued = await harness.submit("echo", b"while the worker is down", key=queued_key)
     finally:
         if not worker.running:
             worker.start()

@@ -11,8 +11,8 @@ import grpc
 import grpc.aio
 import pytest
 
-from pytest_taskqueue import TestHarness
-from scenarios._calls import Submitted, expect_error, get_events, get_task, one_line, submit, submit_tracked
+from pytest_taskqueue import Submitted, TestHarness
+from scenarios._calls import expect_error, one_line
 from scenarios._checks import REACHABLE, changed_fields, format_task, require, status_name, violated
 from scenarios._support import (
     DEAD,
@@ -42,8 +42,8 @@ async def _require_unchanged(
     ``touch_allowed``: a same-request resubmit (3.3) may move updated_at; a conflict (3.4) changes nothing.
     """
     await barrier(harness)
-    now = await get_task(harness, task.task_id)
-    history = await get_events(harness, task.task_id)
+    now = await harness.get(task.task_id)
+    history = await harness.events(task.task_id)
     changed = changed_fields(task, now, ignore=("updated_at",) if touch_allowed else ())
     require(
         not changed and history == events,
@@ -60,9 +60,9 @@ async def _require_unchanged(
 async def test_resubmit_after_completed_returns_the_same_task(harness: TestHarness) -> None:
     """spec 3.3: resubmitting the same request answers the task_id, created=false, the current status."""
     key = harness.key()
-    first = await submit(harness, "echo", b"same", key=key)
+    first = await harness.submit("echo", b"same", key=key)
     task, _ = await finished(harness, first.task_id)
-    again = await submit(harness, "echo", b"same", key=key)
+    again = await harness.submit("echo", b"same", key=key)
     require(
         again.task_id == first.task_id and not again.created and again.status == task.status,
         "spec 3.3: a resubmit answers the existing task_id with created=false and the task's current status",
@@ -77,10 +77,10 @@ async def test_resubmit_after_completed_returns_the_same_task(harness: TestHarne
 async def test_resubmit_after_completed_adds_no_event_and_does_not_rerun(harness: TestHarness) -> None:
     """spec 3.3: a resubmit MUST NOT append any event and MUST NOT run the task again (after COMPLETED)."""
     key = harness.key()
-    first = await submit(harness, "noop", key=key)
+    first = await harness.submit("noop", key=key)
     task, events = await finished(harness, first.task_id)
     for _ in range(3):
-        await submit(harness, "noop", key=key)
+        await harness.submit("noop", key=key)
     await _require_unchanged(
         harness, task, events, "spec 3.3: a resubmit appends no event and does not rerun", touch_allowed=True
     )
@@ -91,9 +91,9 @@ async def test_resubmit_after_completed_adds_no_event_and_does_not_rerun(harness
 async def test_resubmit_after_dead_changes_nothing(harness: TestHarness) -> None:
     """spec 3.3: after DEAD, the same request answers created=false, status DEAD, and runs nothing again."""
     key = harness.key()
-    first = await submit(harness, "fail_always", b"", 2, key=key)
+    first = await harness.submit("fail_always", b"", 2, key=key)
     task, events = await finished(harness, first.task_id)
-    again = await submit(harness, "fail_always", b"", 2, key=key)
+    again = await harness.submit("fail_always", b"", 2, key=key)
     require(
         again.task_id == first.task_id and not again.created and again.status == pb.TASK_STATUS_DEAD,
         "spec 3.3: a resubmit of a DEAD task answers its task_id, created=false, status DEAD",
@@ -108,8 +108,8 @@ async def test_resubmit_after_dead_changes_nothing(harness: TestHarness) -> None
 
 async def _resubmit_and_check(harness: TestHarness, key: str, task_id: str, before: pb.Task) -> None:
     """Resubmit (fail_always, 3) once: same task_id, created=false, a status between two reads."""
-    answer = await submit(harness, "fail_always", b"", 3, key=key)
-    after = await get_task(harness, task_id)
+    answer = await harness.submit("fail_always", b"", 3, key=key)
+    after = await harness.get(task_id)
     in_order = answer.status in REACHABLE.get(before.status, ()) and after.status in REACHABLE.get(
         answer.status, ()
     )
@@ -130,7 +130,7 @@ async def test_resubmit_while_running_and_retrying_does_not_rerun(harness: TestH
     and checks that each answer's status lies between the statuses read just before and after it.
     """
     key = harness.key()
-    first = await submit(harness, "fail_always", b"", 3, key=key)
+    first = await harness.submit("fail_always", b"", 3, key=key)
 
     async def resubmit(snapshot: pb.Task) -> None:
         await _resubmit_and_check(harness, key, first.task_id, snapshot)
@@ -138,7 +138,7 @@ async def test_resubmit_while_running_and_retrying_does_not_rerun(harness: TestH
     await watch_all(harness, first.task_id, "spec 8.2: WatchTask streams the task to its end", resubmit)
     task, _ = await finished(harness, first.task_id)
     await barrier(harness)
-    events = await get_events(harness, first.task_id)
+    events = await harness.events(first.task_id)
     require_history(events, failing_history(3, then=DEAD), "spec 3.3: resubmits never rerun the task", task)
 
 
@@ -150,9 +150,9 @@ async def test_default_and_explicit_five_are_the_same_request(
 ) -> None:
     """spec 3.2, 3.3: requests compare by *effective* max_attempts, so 0 and 5 are the same request."""
     key = harness.key()
-    original = await submit(harness, "noop", b"", first, key=key)
+    original = await harness.submit("noop", b"", first, key=key)
     try:
-        again = await submit(harness, "noop", b"", second, key=key)
+        again = await harness.submit("noop", b"", second, key=key)
     except grpc.aio.AioRpcError as error:
         violated(
             "spec 3.2/3.3: max_attempts 0 and 5 are the same request (effective value 5)",
@@ -173,7 +173,7 @@ async def test_racing_identical_submits_create_one_task(harness: TestHarness) ->
     Three keys race at once (96 submits), so a check-then-write window has three chances to show.
     """
     keys = [harness.key(f"race-{index}") for index in range(RACE_ROUNDS)]
-    racing = [submit_tracked(harness, "noop", b"race", key=key) for key in keys for _ in range(RACERS)]
+    racing = [harness.submit_tracked("noop", b"race", key=key) for key in keys for _ in range(RACERS)]
     answers = await asyncio.gather(*racing)
     for round_, key in enumerate(keys):
         racers = answers[round_ * RACERS : (round_ + 1) * RACERS]
@@ -192,8 +192,8 @@ async def test_racing_identical_submits_create_one_task(harness: TestHarness) ->
         await finished(harness, task_id)
     await barrier(harness)
     for task_id in task_ids:
-        events = await get_events(harness, task_id)
-        task = await get_task(harness, task_id)
+        events = await harness.events(task_id)
+        task = await harness.get(task_id)
         require_completed_once(task, events, "spec 3.3: racing submits run the task once")
 
 
@@ -206,7 +206,7 @@ async def test_racing_different_payloads_one_wins(harness: TestHarness) -> None:
 
     async def race(payload: bytes) -> Submitted | grpc.aio.AioRpcError:
         try:
-            return await submit_tracked(harness, "noop", payload, key=key)
+            return await harness.submit_tracked("noop", payload, key=key)
         except grpc.aio.AioRpcError as error:
             return error
 
@@ -253,7 +253,7 @@ async def test_different_request_on_used_key_is_already_exists(
 ) -> None:
     """spec 3.4: a key already used by a different request fails ALREADY_EXISTS and changes nothing."""
     key = harness.key(field)
-    first = await submit(harness, "noop", b"original", 0, key=key)
+    first = await harness.submit("noop", b"original", 0, key=key)
     task, events = await finished(harness, first.task_id)
     await expect_error(
         harness,
@@ -274,7 +274,7 @@ async def test_different_request_on_used_key_is_already_exists(
 @pytest.mark.spec("2.1", "3.1")
 async def test_distinct_keys_give_distinct_tasks(harness: TestHarness) -> None:
     """spec 2.1, 3.1: identical requests under different keys create different tasks (task_id is unique)."""
-    answers = [await submit_tracked(harness, "noop", key=harness.key()) for _ in range(3)]
+    answers = [await harness.submit_tracked("noop", key=harness.key()) for _ in range(3)]
     ids = [answer.task_id for answer in answers]
     require(
         all(answer.created_as_expected for answer in answers) and len(set(ids)) == len(ids),
@@ -291,9 +291,9 @@ async def test_distinct_keys_give_distinct_tasks(harness: TestHarness) -> None:
 async def test_keys_are_opaque_strings(harness: TestHarness, suffix: str) -> None:
     """spec 3.3, 9: any non-empty key of at most 256 UTF-8 bytes works and identifies its task."""
     key = harness.key() + suffix
-    first = await submit_tracked(harness, "noop", key=key)
-    again = await submit(harness, "noop", key=key)
-    task = await get_task(harness, first.task_id)
+    first = await harness.submit_tracked("noop", key=key)
+    again = await harness.submit("noop", key=key)
+    task = await harness.get(first.task_id)
     require(
         first.created_as_expected
         and again.task_id == first.task_id
@@ -340,7 +340,7 @@ async def _cut_submit(harness: TestHarness, payload: bytes, delay_ms: float) -> 
         first = "answered"
     with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
         await call
-    again = await submit_tracked(harness, "echo", payload, key=key)
+    again = await harness.submit_tracked("echo", payload, key=key)
     return _Cut(key, delay_ms, first, again)
 
 
@@ -357,7 +357,7 @@ async def _cut_rounds(harness: TestHarness, payload: bytes, *, strict: bool) -> 
     """Cut submits at spread points until the precondition holds, for at most ``_CUT_ROUNDS`` rounds."""
     loop = asyncio.get_running_loop()
     started = loop.time()
-    await submit(harness, "echo", payload, key=harness.key("uncut"))
+    await harness.submit("echo", payload, key=harness.key("uncut"))
     uncut_ms = max((loop.time() - started) * 1000, 1.0)
     cuts: list[_Cut] = []
     for _ in range(_CUT_ROUNDS):

@@ -10,7 +10,7 @@ import pytest
 from grpc_reflection.v1alpha import reflection_pb2
 
 from pytest_taskqueue import TestHarness
-from scenarios._calls import get_events, get_task, one_line, submit, submit_tracked
+from scenarios._calls import one_line
 from scenarios._checks import (
     event_name,
     finished_task_violations,
@@ -33,6 +33,8 @@ from taskqueue_proto import taskqueue_pb2 as pb
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.lifecycle]
 
+_FIRST_TRY_ROUNDS = 5
+"""Fresh keys tried until a submit is answered without a retry (spec 3.1's answer is then certain)."""
 CONFORMANCE_TYPES = ("noop", "echo", "sleep", "fail_always", "fail_times")
 _SERVING = 1  # grpc.health.v1.HealthCheckResponse.SERVING
 _REFLECTION_METHODS = (
@@ -44,22 +46,39 @@ _REFLECTION_METHODS = (
 @pytest.mark.required
 @pytest.mark.spec("3.1")
 async def test_submit_answers_created_pending_and_a_task_id(harness: TestHarness) -> None:
-    """spec 3.1: a submit that creates a task answers created=true, status=PENDING and a non-empty task_id."""
-    submitted = await submit_tracked(harness, "noop")
+    """spec 3.1: a submit that creates a task answers created=true, status=PENDING and a non-empty task_id.
+
+    Judged on a submit answered at its first try: after a retried UNAVAILABLE the answer may
+    legitimately be the 3.3 one (created=false). Fresh keys are tried a bounded number of times
+    until one is answered at once; a target that never does fails the set-up, never passes quietly.
+    """
+    tried = []
+    for _ in range(_FIRST_TRY_ROUNDS):
+        submitted = await harness.submit_tracked("noop")
+        if submitted.retries == 0:
+            break
+        tried.append(f"{submitted.retries} retries before {one_line(submitted.answer)}")
+    else:
+        violated(
+            "spec 3.1/9: a valid submit to a target whose backends are up is answered at its first "
+            f"try, not UNAVAILABLE ({_FIRST_TRY_ROUNDS} fresh keys tried)",
+            seen="; ".join(tried),
+        )
     answer = submitted.answer
-    rule = "spec 3.1: a creating submit answers created=true, status=TASK_STATUS_PENDING and the new task_id"
-    # After a retried UNAVAILABLE (spec 3.6) the answer may be the 3.3 one: created=false, current status.
-    fresh = answer.created and answer.status == pb.TASK_STATUS_PENDING
-    require(answer.task_id and (fresh or submitted.retries), rule, seen=one_line(answer))
+    require(
+        answer.task_id and answer.created and answer.status == pb.TASK_STATUS_PENDING,
+        "spec 3.1: a creating submit answers created=true, status=TASK_STATUS_PENDING and the new task_id",
+        seen=one_line(answer),
+    )
 
 
 @pytest.mark.required
 @pytest.mark.spec("3.1", "4.3")
 async def test_submit_records_submitted_first(harness: TestHarness) -> None:
     """spec 3.1, 4.3: the created task exists at once and its history starts with SUBMITTED."""
-    answer = await submit(harness, "noop")
-    task = await get_task(harness, answer.task_id)
-    events = await get_events(harness, answer.task_id)
+    answer = await harness.submit("noop")
+    task = await harness.get(answer.task_id)
+    events = await harness.events(answer.task_id)
     require(
         task.task_id == answer.task_id and events and events[0].type == pb.TASK_EVENT_TYPE_SUBMITTED,
         "spec 3.1: the submit records the event SUBMITTED, first in the history",
@@ -72,7 +91,7 @@ async def test_submit_records_submitted_first(harness: TestHarness) -> None:
 @pytest.mark.spec("4.2")
 async def test_submitted_and_dead_carry_attempt_0(harness: TestHarness) -> None:
     """spec 4.2 (SHOULD): SUBMITTED and DEAD carry attempt 0."""
-    answer = await submit(harness, "fail_always", max_attempts=1)
+    answer = await harness.submit("fail_always", max_attempts=1)
     task, events = await finished(harness, answer.task_id)
     odd = [
         f"#{event.sequence} {event_name(event.type)} carries attempt {event.attempt}"
@@ -86,7 +105,7 @@ async def test_submitted_and_dead_carry_attempt_0(harness: TestHarness) -> None:
 @pytest.mark.spec("4.4", "4.3")
 async def test_noop_history_is_exactly_submitted_processing_completed(harness: TestHarness) -> None:
     """spec 4.4: a noop task that succeeds at once has exactly SUBMITTED, PROCESSING(1), COMPLETED(1)."""
-    answer = await submit(harness, "noop")
+    answer = await harness.submit("noop")
     task, events = await finished(harness, answer.task_id)
     require(task.status == pb.TASK_STATUS_COMPLETED, "spec 6: noop succeeds", task=task, events=events)
     require_history(events, [SUBMITTED, processing(1), completed(1)], "spec 4.4: exact noop history", task)
@@ -96,7 +115,7 @@ async def test_noop_history_is_exactly_submitted_processing_completed(harness: T
 @pytest.mark.spec("4.1", "4.5", "2.4")
 async def test_history_order_and_task_consistency(harness: TestHarness) -> None:
     """spec 4.1, 4.5, 2.4: sequences rise, `at` never goes back, attempts = number of PROCESSING."""
-    answer = await submit(harness, "noop")
+    answer = await harness.submit("noop")
     task, events = await finished(harness, answer.task_id)
     problems = finished_task_violations(task, events)
     require_none(
@@ -110,7 +129,7 @@ async def test_task_fields_echo_the_request(harness: TestHarness) -> None:
     """spec 2.1, 3.2: the task echoes key, task_type, payload; max_attempts 0 is reported as 5."""
     key = harness.key("fields")
     payload = b"\x00opaque\xffpayload\x00"
-    answer = await submit(harness, "noop", payload, 0, key=key)
+    answer = await harness.submit("noop", payload, 0, key=key)
     task, events = await finished(harness, answer.task_id)
     wrong = [
         f"{name}={got!r}, submitted {sent!r}"
@@ -134,7 +153,7 @@ async def test_task_fields_echo_the_request(harness: TestHarness) -> None:
 @pytest.mark.parametrize("max_attempts", [1, 7, 100])
 async def test_explicit_max_attempts_is_reported_as_given(harness: TestHarness, max_attempts: int) -> None:
     """spec 3.2: max_attempts 1 to 100 are allowed as given and Task.max_attempts reports them."""
-    submitted = await submit_tracked(harness, "noop", max_attempts=max_attempts)
+    submitted = await harness.submit_tracked("noop", max_attempts=max_attempts)
     task, events = await finished(harness, submitted.task_id)
     require(
         submitted.created_as_expected and task.max_attempts == max_attempts,
@@ -148,7 +167,7 @@ async def test_explicit_max_attempts_is_reported_as_given(harness: TestHarness, 
 @pytest.mark.spec("6")
 async def test_noop_result_is_empty(harness: TestHarness) -> None:
     """spec 6: noop ignores its payload and succeeds with an empty result."""
-    answer = await submit(harness, "noop", b"ignored")
+    answer = await harness.submit("noop", b"ignored")
     task, events = await finished(harness, answer.task_id)
     require(
         task.status == pb.TASK_STATUS_COMPLETED and task.result == b"",
@@ -168,7 +187,7 @@ async def test_noop_result_is_empty(harness: TestHarness) -> None:
 )
 async def test_echo_result_equals_payload(harness: TestHarness, payload: bytes) -> None:
     """spec 6, 2.4: echo succeeds and its result equals the payload byte for byte."""
-    answer = await submit(harness, "echo", payload)
+    answer = await harness.submit("echo", payload)
     task, events = await finished(harness, answer.task_id)
     require(
         task.status == pb.TASK_STATUS_COMPLETED and task.result == payload,
@@ -185,7 +204,7 @@ async def test_echo_result_equals_payload(harness: TestHarness, payload: bytes) 
 async def test_sleep_completes(harness: TestHarness, ms: int) -> None:
     """spec 6, 6.2, 4.3: sleep {"ms": N} succeeds with a well-formed history, and its attempt takes
     at least N ms on the implementation's own clock (COMPLETED's `at` minus its PROCESSING's `at`)."""
-    answer = await submit(harness, "sleep", json.dumps({"ms": ms}).encode())
+    answer = await harness.submit("sleep", json.dumps({"ms": ms}).encode())
     task, events = await finished(harness, answer.task_id)
     problems = finished_task_violations(task, events)
     if task.status != pb.TASK_STATUS_COMPLETED:
@@ -204,8 +223,8 @@ async def test_sleep_completes(harness: TestHarness, ms: int) -> None:
 @pytest.mark.spec("2.4")
 async def test_created_at_never_changes(harness: TestHarness) -> None:
     """spec 2.4: created_at never changes; updated_at is never before created_at and never goes back."""
-    answer = await submit(harness, "noop")
-    first = await get_task(harness, answer.task_id)
+    answer = await harness.submit("noop")
+    first = await harness.get(answer.task_id)
     last, events = await finished(harness, answer.task_id)
     problems = snapshot_violations([first, last], stream=False)
     require_none(

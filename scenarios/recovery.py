@@ -10,7 +10,6 @@ import json
 import pytest
 
 from pytest_taskqueue import TestHarness
-from scenarios._calls import get_task, submit
 from scenarios._checks import (
     attempts_of,
     count,
@@ -20,7 +19,7 @@ from scenarios._checks import (
     status_name,
     violated,
 )
-from scenarios._support import finished
+from scenarios._support import SUBMITTED, completed, finished, processing, require_history
 from taskqueue_proto import taskqueue_pb2 as pb
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.recovery]
@@ -47,10 +46,10 @@ async def test_worker_killed_mid_attempt_completes_exactly_once(harness: TestHar
     after_kill = pb.Task()
     for attempt in range(1, _TRIES + 1):
         payload = json.dumps({"ms": _sleep_ms(harness, attempt)}).encode()
-        answer = await submit(harness, "sleep", payload)
+        answer = await harness.submit("sleep", payload)
         await harness.wait_for_status(answer.task_id, pb.TASK_STATUS_PROCESSING)
         harness.worker.kill()
-        after_kill = await get_task(harness, answer.task_id)
+        after_kill = await harness.get(answer.task_id)
         harness.worker.start()
         await harness.worker.wait_ready()
         if after_kill.status == pb.TASK_STATUS_PROCESSING:
@@ -86,7 +85,7 @@ async def test_task_submitted_while_the_worker_is_down_is_not_lost(harness: Test
     """spec 7.3: a submit answered with a task_id is not lost: it completes once a worker is back."""
     harness.worker.kill()
     try:
-        answer = await submit(harness, "echo", b"while the worker is down")
+        answer = await harness.submit("echo", b"while the worker is down")
     finally:
         harness.worker.start()
     await harness.worker.wait_ready()
@@ -96,4 +95,26 @@ async def test_task_submitted_while_the_worker_is_down_is_not_lost(harness: Test
         "spec 7.3: a task submitted while no worker runs completes when one is back",
         task=task,
         events=events,
+    )
+
+
+@pytest.mark.required
+@pytest.mark.harness_only
+@pytest.mark.spec("6.3", "7.1")
+async def test_attempt_longer_than_the_visibility_timeout_runs_once(harness: TestHarness) -> None:
+    """spec 6.3: "While it runs, the implementation MUST keep its message from being delivered again
+    ... such a task completes with exactly SUBMITTED, PROCESSING(1), COMPLETED(1)."
+
+    A sleep of two and a half visibility timeouts (the work queue's VisibilityTimeout attribute,
+    spec 7.2) runs once: no second attempt starts while the first is alive.
+    """
+    sleep_ms = int(harness.visibility_timeout * 2500)
+    answer = await harness.submit("sleep", json.dumps({"ms": sleep_ms}).encode())
+    task, events = await finished(harness, answer.task_id)
+    require_history(
+        events,
+        [SUBMITTED, processing(1), completed(1)],
+        f"spec 6.3: a sleep of {sleep_ms} ms (visibility timeout {harness.visibility_timeout:g} s) "
+        "runs once, as one attempt",
+        task,
     )

@@ -8,7 +8,6 @@ import json
 import pytest
 
 from pytest_taskqueue import TestHarness
-from scenarios._calls import submit
 from scenarios._checks import (
     attempts_of,
     finished_task_violations,
@@ -49,7 +48,7 @@ async def test_fail_always_is_dead_after_exactly_max_attempts(
     harness: TestHarness, submitted: int, effective: int
 ) -> None:
     """spec 5.3, 5.4: fail_always ends DEAD after exactly max_attempts FAILED (1..n), DEAD after FAILED(n)."""
-    answer = await submit(harness, "fail_always", max_attempts=submitted)
+    answer = await harness.submit("fail_always", max_attempts=submitted)
     task, events = await finished(harness, answer.task_id)
     rule = (
         f"spec 5.3: fail_always, max_attempts={submitted}: DEAD after exactly {effective} failed attempt(s)"
@@ -62,7 +61,7 @@ async def test_fail_always_is_dead_after_exactly_max_attempts(
 @pytest.mark.spec("5.1", "2.4", "4.2")
 async def test_failed_attempts_record_their_error(harness: TestHarness) -> None:
     """spec 5.1, 2.4, 4.2: every FAILED carries its attempt and a non-empty detail; last_error is set."""
-    answer = await submit(harness, "fail_always", max_attempts=2)
+    answer = await harness.submit("fail_always", max_attempts=2)
     task, events = await finished(harness, answer.task_id)
     problems = finished_task_violations(task, events)
     if not task.last_error:
@@ -84,7 +83,7 @@ async def test_failed_attempts_record_their_error(harness: TestHarness) -> None:
 @pytest.mark.parametrize("times", [0, 1, 2])
 async def test_fail_times_completes_on_the_next_attempt(harness: TestHarness, times: int) -> None:
     """spec 6, 5.1: fail_times {"times": N} fails attempts 1..N and completes on attempt N+1."""
-    answer = await submit(harness, "fail_times", _times(times))
+    answer = await harness.submit("fail_times", _times(times))
     task, events = await finished(harness, answer.task_id)
     rule = f"spec 6/5.1: fail_times {{'times': {times}}} completes on attempt {times + 1}"
     require(
@@ -105,7 +104,7 @@ async def test_fail_times_beyond_max_attempts_is_dead(
     harness: TestHarness, times: int, max_attempts: int
 ) -> None:
     """spec 5.3, 5.4: when fail_times needs more attempts than max_attempts allows, the task ends DEAD."""
-    answer = await submit(harness, "fail_times", _times(times), max_attempts=max_attempts)
+    answer = await harness.submit("fail_times", _times(times), max_attempts=max_attempts)
     task, events = await finished(harness, answer.task_id)
     rule = (
         f"spec 5.4: fail_times {times} with max_attempts={max_attempts} is DEAD after {max_attempts} attempts"
@@ -128,7 +127,7 @@ async def test_reads_while_retrying_show_retrying_and_the_attempts_so_far(harnes
     attempts equal to the PROCESSING events so far), every history a prefix of the final one, and
     no read may show an earlier state than one before it.
     """
-    answer = await submit(harness, "fail_times", _times(_READ_FAILURES), max_attempts=_READ_FAILURES + 1)
+    answer = await harness.submit("fail_times", _times(_READ_FAILURES), max_attempts=_READ_FAILURES + 1)
     watching = asyncio.ensure_future(
         watch_all(harness, answer.task_id, "spec 8.2: WatchTask streams the task to its terminal snapshot")
     )

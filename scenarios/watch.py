@@ -8,7 +8,6 @@ import json
 import pytest
 
 from pytest_taskqueue import TestHarness
-from scenarios._calls import get_task, submit
 from scenarios._checks import (
     REACHABLE,
     TERMINAL,
@@ -42,8 +41,8 @@ async def test_watch_streams_to_the_terminal_state(
     harness: TestHarness, task_type: str, payload: bytes, final: int
 ) -> None:
     """spec 8.2, 2.2: snapshots follow legal transitions to the terminal one; the stream then closes OK."""
-    answer = await submit(harness, task_type, payload, max_attempts=2)
-    before = await get_task(harness, answer.task_id)
+    answer = await harness.submit(task_type, payload, max_attempts=2)
+    before = await harness.get(answer.task_id)
     snapshots = await watch_all(harness, answer.task_id, _CLOSES)
     require(snapshots, "spec 8.2: WatchTask sends the current snapshot first", seen="no snapshot at all")
     statuses = format_statuses(snapshots)
@@ -86,7 +85,7 @@ async def test_watch_streams_to_the_terminal_state(
 @pytest.mark.parametrize("task_type", ["noop", "fail_always"])
 async def test_watching_a_terminal_task_sends_one_snapshot(harness: TestHarness, task_type: str) -> None:
     """spec 8.2: watching a task that is already terminal sends one snapshot and closes with OK."""
-    answer = await submit(harness, task_type, max_attempts=1)
+    answer = await harness.submit(task_type, max_attempts=1)
     task, events = await finished(harness, answer.task_id)
     snapshots = await watch_all(harness, answer.task_id, _CLOSES)
     require(
@@ -103,7 +102,7 @@ async def test_watching_a_terminal_task_sends_one_snapshot(harness: TestHarness,
 @pytest.mark.spec("8.2")
 async def test_concurrent_watchers_all_see_the_end(harness: TestHarness) -> None:
     """spec 8.2: several watchers of one task each get the terminal snapshot and a closed stream."""
-    answer = await submit(harness, "sleep", json.dumps({"ms": 200}).encode())
+    answer = await harness.submit("sleep", json.dumps({"ms": 200}).encode())
     results = await asyncio.gather(*(watch_all(harness, answer.task_id, _CLOSES) for _ in range(4)))
     ends = [status_name(snapshots[-1].status) if snapshots else "none" for snapshots in results]
     require(

@@ -33,6 +33,13 @@ def reference_cmd(mode: str) -> str:
     return f"{PYTHON} -m reference_server {mode} --port {port} " + _BACKEND_FLAGS
 
 
+def reference_break_cmd(name: str, mode: str = "all") -> str:
+    """``reference_cmd`` with one rule broken (``tests.servers.reference_breaks``)."""
+    return reference_cmd(mode).replace(
+        "-m reference_server ", f"-m tests.servers.reference_breaks {name} ", 1
+    )
+
+
 def inmemory_cmd(*breaks: str) -> str:
     """A ``--taskqueue-target-cmd`` template running the in-memory test server (it ignores the backends)."""
     return f"{PYTHON} -m tests.servers.inmemory --port {{port}}" + "".join(f" --break {b}" for b in breaks)

@@ -106,6 +106,8 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
             # cancels this handler, and the task stays PENDING, unqueued, for ever.
             await asyncio.sleep(_SIMULATED_QUEUE_SEND_S)
         self._worker.enqueue(record.task.task_id)
+        if "unavailable_after_create" in self._breaks:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
         created = "created_false_on_create" not in self._breaks
         return pb.SubmitTaskResponse(
             task_id=record.task.task_id, status=pb.TASK_STATUS_PENDING, created=created

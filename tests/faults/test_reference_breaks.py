@@ -1,0 +1,81 @@
+"""Rules that need real backends fail against the reference with that rule broken.
+
+Each variant of ``tests.servers.reference_breaks`` runs through ``--taskqueue-target-cmd`` against
+harness-owned backends; the scenario for its rule must fail, naming the spec, and the verdict must
+be NOT CONFORMING. (The unbroken reference passes the same scenarios in test_fault_scenarios.py.)
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import sys
+from dataclasses import dataclass
+
+import pytest
+from faults_testutil import ROOT, inner_report, outcomes, reference_break_cmd
+
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+from tests.servers.reference_breaks import BREAKS
+
+_TIMEOUT_S = 600.0
+
+
+@dataclass(frozen=True)
+class BrokenReference:
+    """A break of the reference, the scenario module and ``-k`` to run, the scenario that must fail."""
+
+    name: str
+    module: str
+    select: str
+    must_fail: str
+
+
+BROKEN_REFERENCE = [
+    BrokenReference(
+        "no_dead_letter",
+        "dlq.py",
+        "dead_task_message",
+        "scenarios/dlq.py::test_dead_task_message_is_in_the_dead_letter_queue",
+    ),
+    BrokenReference(
+        "no_heartbeat",
+        "recovery.py",
+        "longer_than_the_visibility_timeout",
+        "scenarios/recovery.py::test_attempt_longer_than_the_visibility_timeout_runs_once",
+    ),
+    BrokenReference(
+        "idempotency_per_process",
+        "faults.py",
+        "restart_keeps_state",
+        "scenarios/faults.py::test_server_restart_keeps_state_and_work_resumes",
+    ),
+]
+
+
+def test_every_reference_break_is_covered() -> None:
+    assert sorted(case.name for case in BROKEN_REFERENCE) == sorted(BREAKS)
+
+
+@pytest.mark.parametrize("case", BROKEN_REFERENCE, ids=[case.name for case in BROKEN_REFERENCE])
+def test_suite_fails_against_a_broken_reference(inner: pytest.Pytester, case: BrokenReference) -> None:
+    report_path = inner_report(inner)
+    result = inner.runpytest_subprocess(
+        f"--taskqueue-target-cmd={reference_break_cmd(case.name)}",
+        f"--taskqueue-report={report_path}",
+        "--taskqueue-timeout=20",
+        "-p",
+        "no:cacheprovider",
+        str(ROOT / "scenarios" / case.module),
+        "-k",
+        case.select,
+        timeout=_TIMEOUT_S,
+    )
+    assert report_path.exists(), "\n".join(result.outlines[-40:] + result.errlines[-20:])
+    report = json.loads(report_path.read_text())
+    failed = {sid: message for sid, (outcome, message) in outcomes(report).items() if outcome == "failed"}
+    explain = f"verdict {report.get('verdict')!r}\n" + "\n".join(result.outlines[-50:])
+    assert fnmatch.filter(failed, case.must_fail), explain
+    assert "spec " in failed[case.must_fail], explain
+    assert report["verdict"] == "not-conforming", explain

@@ -1,0 +1,77 @@
+"""The reference server with one rule of the contract broken, for rules that need real backends.
+
+    python -m tests.servers.reference_breaks BREAK serve|worker|all [reference_server flags]
+
+Imports ``reference_server``, replaces one function as ``BREAKS`` says, then runs it exactly as
+``python -m reference_server`` would. The reference server itself has no break flags; the tests
+run these variants through ``--taskqueue-target-cmd`` (and ``--taskqueue-worker-cmd``), so the
+harness starts them against backends and fault proxies it owns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from reference_server import queue, store, worker
+from reference_server.config import parse_args
+from reference_server.server import main
+
+BREAKS: dict[str, str] = {
+    "no_dead_letter": "a DEAD task's message is deleted from the work queue but never put in the "
+    "dead-letter queue (spec 5.3, 10.2)",
+    "no_heartbeat": "a running attempt's lease and message visibility are never extended, so an "
+    "attempt longer than the visibility timeout is run a second time (spec 6.3)",
+    "idempotency_per_process": "idempotency keys are kept under a name of this process only, so "
+    "another or a restarted process creates a second task for a used key (spec 3.5)",
+}
+"""Every break of the reference, with the rule it violates."""
+
+
+async def _never_dead_letter(self: queue.Queues, task_id: str) -> None:
+    """``Queues.send_dead`` that sends nothing."""
+
+
+async def _no_heartbeat(self: worker.Worker, *args: Any) -> None:
+    """``Worker._heartbeat`` that never beats: it waits until the attempt ends and cancels it."""
+    await asyncio.Event().wait()
+
+
+def _per_process_keys() -> None:
+    """Idempotency items named after this process: a fresh process never finds a used key."""
+    process = uuid.uuid4().hex[:12]
+    original: Callable[[str], dict[str, Any]] = store._s
+
+    def named(value: str) -> dict[str, Any]:
+        if value.startswith("IDEM#"):
+            value = f"IDEM#{process}#{value.removeprefix('IDEM#')}"
+        return original(value)
+
+    store._s = named
+
+
+def _install(name: str) -> None:
+    if name == "no_dead_letter":
+        queue.Queues.send_dead = _never_dead_letter  # type: ignore[method-assign]
+    elif name == "no_heartbeat":
+        worker.Worker._heartbeat = _no_heartbeat  # type: ignore[method-assign]
+    elif name == "idempotency_per_process":
+        _per_process_keys()
+
+
+def run(argv: list[str]) -> int:
+    """``BREAK MODE [flags]``: install the break, then run the reference server."""
+    if not argv or argv[0] not in BREAKS:
+        known = ", ".join(sorted(BREAKS))
+        print(f"usage: python -m tests.servers.reference_breaks BREAK MODE [flags]; BREAK is one of {known}")
+        return 2
+    _install(argv[0])
+    mode, config = parse_args(argv[1:])
+    return main(mode, config)
+
+
+if __name__ == "__main__":
+    sys.exit(run(sys.argv[1:]))
