@@ -139,12 +139,20 @@ def break_rows() -> list[BreakRow]:
     tests = str(ROOT / "tests")
     if tests not in sys.path:
         sys.path.insert(0, tests)
+    for folder in (tests, str(ROOT), str(ROOT / "tests" / "faults")):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    from faults.test_reference_breaks import BROKEN_REFERENCE
     from servers import BREAKS
+    from servers.reference_breaks import BREAKS as REFERENCE_BREAKS
     from suite.test_suite_verdict import BROKEN
 
-    rows = {case.name: case for case in BROKEN}
+    # The reference's breaks (rules that need real backends) are named "reference:<break>".
+    rows: dict[str, object] = {case.name: case for case in BROKEN}
+    rows.update({f"reference:{case.name}": case for case in BROKEN_REFERENCE})
+    every = {**BREAKS, **{f"reference:{name}": text for name, text in REFERENCE_BREAKS.items()}}
     result = []
-    for name, text in sorted(BREAKS.items()):
+    for name, text in sorted(every.items()):
         sections = tuple(
             part.strip() for ref in _SPEC_REF.findall(text) for part in ref.split(",") if part.strip()
         )
@@ -153,11 +161,17 @@ def break_rows() -> list[BreakRow]:
             BreakRow(
                 name,
                 sections,
-                tuple(case.must_fail) if case else (),
+                _must_fail(case),
                 tuple(getattr(case, "sweep_rules", ())) if case else (),
             )
         )
     return result
+
+
+def _must_fail(case: object) -> tuple[str, ...]:
+    """The scenario ids (fnmatch) a BROKEN row expects to fail: one or several."""
+    must_fail = getattr(case, "must_fail", ())
+    return (must_fail,) if isinstance(must_fail, str) else tuple(must_fail)
 
 
 def catches(row: BreakRow, section: str, scenarios: Sequence[Scenario]) -> bool:

@@ -15,13 +15,7 @@ _MUSTS = spec_coverage.must_sections(spec_coverage.SPEC.read_text(encoding="utf-
 _SECTIONS = re.compile(r"^(\d+)(\.\d+)?$")
 
 NOT_YET_COVERED: dict[str, str] = {
-    "3.5": "no break the suite catches (needs a full-level break: idempotency kept in one process)",
-    "6.3": "no required scenario, no break the suite catches",
-    "7.2": "no break the suite catches (needs a full-level break: a worker crash loses the task)",
-    "7.3": "no break the suite catches (needs a full-level break)",
-    "9.2": "no break the suite catches (the code-mapping wrapper of tests/faults has no BROKEN row)",
     "10.1": "no required scenario, no break the suite catches",
-    "10.2": "no break the suite catches (needs a full-level break: no dead-letter message)",
     "10.4": "no required scenario, no break the suite catches",
 }
 """MUST sections not covered both ways yet: their test is a strict xfail, so covering one makes it

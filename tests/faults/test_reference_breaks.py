@@ -1,8 +1,9 @@
 """Rules that need real backends fail against the reference with that rule broken.
 
-Each variant of ``tests.servers.reference_breaks`` runs through ``--taskqueue-target-cmd`` against
-harness-owned backends; the scenario for its rule must fail, naming the spec, and the verdict must
-be NOT CONFORMING. (The unbroken reference passes the same scenarios in test_fault_scenarios.py.)
+Each variant of ``tests.servers.reference_breaks`` runs through ``--taskqueue-target-cmd`` and
+``--taskqueue-worker-cmd`` (API and worker broken the same way) against harness-owned backends; the
+scenario for its rule must fail, naming the spec, and the verdict must be NOT CONFORMING. (The
+unbroken reference passes the same scenarios in test_fault_scenarios.py.)
 """
 
 from __future__ import annotations
@@ -51,6 +52,24 @@ BROKEN_REFERENCE = [
         "restart_keeps_state",
         "scenarios/faults.py::test_server_restart_keeps_state_and_work_resumes",
     ),
+    BrokenReference(
+        "internal_when_unreachable",
+        "faults.py",
+        "dynamodb_partition",
+        "scenarios/faults.py::test_dynamodb_partition_while_processing",
+    ),
+    BrokenReference(
+        "abandoned_attempt_stuck",
+        "recovery.py",
+        "worker_killed_mid_attempt",
+        "scenarios/recovery.py::test_worker_killed_mid_attempt_completes_exactly_once",
+    ),
+    BrokenReference(
+        "never_queued",
+        "recovery.py",
+        "submitted_while_the_worker_is_down",
+        "scenarios/recovery.py::test_task_submitted_while_the_worker_is_down_is_not_lost",
+    ),
 ]
 
 
@@ -62,7 +81,8 @@ def test_every_reference_break_is_covered() -> None:
 def test_suite_fails_against_a_broken_reference(inner: pytest.Pytester, case: BrokenReference) -> None:
     report_path = inner_report(inner)
     result = inner.runpytest_subprocess(
-        f"--taskqueue-target-cmd={reference_break_cmd(case.name)}",
+        f"--taskqueue-target-cmd={reference_break_cmd(case.name, 'serve')}",
+        f"--taskqueue-worker-cmd={reference_break_cmd(case.name, 'worker')}",
         f"--taskqueue-report={report_path}",
         "--taskqueue-timeout=20",
         "-p",

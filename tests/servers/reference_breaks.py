@@ -16,7 +16,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from reference_server import queue, store, worker
+import grpc
+
+from reference_server import queue, service, store, worker
+from reference_server.backends import BackendUnavailable
 from reference_server.config import parse_args
 from reference_server.server import main
 
@@ -27,6 +30,12 @@ BREAKS: dict[str, str] = {
     "attempt longer than the visibility timeout is run a second time (spec 6.3)",
     "idempotency_per_process": "idempotency keys are kept under a name of this process only, so "
     "another or a restarted process creates a second task for a used key (spec 3.5)",
+    "internal_when_unreachable": "a call that fails because a backend is unreachable answers "
+    "INTERNAL instead of UNAVAILABLE (spec 9.2)",
+    "abandoned_attempt_stuck": "an attempt whose worker died is never given up: the task stays "
+    "PROCESSING for ever (spec 7.2)",
+    "never_queued": "a submitted task's message is never sent, so an answered submit never runs "
+    "(spec 7.3)",
 }
 """Every break of the reference, with the rule it violates."""
 
@@ -53,6 +62,34 @@ def _per_process_keys() -> None:
     store._s = named
 
 
+def _internal_instead_of_unavailable() -> None:
+    """The service's abort answers INTERNAL where it would answer UNAVAILABLE."""
+    original = service.TaskQueueService._abort
+
+    async def abort(context: Any, code: grpc.StatusCode, message: str) -> Any:
+        if code == grpc.StatusCode.UNAVAILABLE:
+            code = grpc.StatusCode.INTERNAL
+        return await original(context, code, message)
+
+    service.TaskQueueService._abort = staticmethod(abort)  # type: ignore[method-assign,assignment]
+
+
+def _abandoned_attempts_stuck() -> None:
+    """Recording an abandoned attempt always fails, so the task is never taken up again."""
+    original = worker.Worker._record_failure
+
+    async def record(self: worker.Worker, task: store.TaskRecord, error: str, backoff_ms: int) -> Any:
+        if error.startswith("attempt abandoned"):
+            raise BackendUnavailable("the break: abandoned attempts are never recorded")
+        return await original(self, task, error, backoff_ms)
+
+    worker.Worker._record_failure = record  # type: ignore[method-assign]
+
+
+async def _never_send(self: queue.Queues, task_id: str) -> None:
+    """``Queues.send`` that sends nothing."""
+
+
 def _install(name: str) -> None:
     if name == "no_dead_letter":
         queue.Queues.send_dead = _never_dead_letter  # type: ignore[method-assign]
@@ -60,6 +97,12 @@ def _install(name: str) -> None:
         worker.Worker._heartbeat = _no_heartbeat  # type: ignore[method-assign]
     elif name == "idempotency_per_process":
         _per_process_keys()
+    elif name == "internal_when_unreachable":
+        _internal_instead_of_unavailable()
+    elif name == "abandoned_attempt_stuck":
+        _abandoned_attempts_stuck()
+    elif name == "never_queued":
+        queue.Queues.send = _never_send  # type: ignore[method-assign]
 
 
 def run(argv: list[str]) -> int:
