@@ -10,6 +10,11 @@ the path, default this checkout) that imports pytest, then the module. It prints
 - ``-X importtime``'s wall-clock figure for the module, pytest's import excluded;
 - how many modules the import added, and how many of them are grpc, docker/testcontainers or boto;
 - the machine's load average, beside which the numbers must be read.
+
+Measured (2 shared cores, load average 25, 15 runs each): before the plugin's imports were made
+lazy (commit 12baaf6), CPU median 240 ms (min 206), 129 modules added, grpc 27 of them and
+``pytest_taskqueue._docker``; after, CPU median 122 ms (min 89), 52 modules added, no grpc, Docker
+or boto module. Most of what remains is pytest-asyncio, which pytest loads anyway when installed.
 """
 
 from __future__ import annotations
