@@ -16,6 +16,9 @@ through SO_REUSEPORT) that answers SubmitTask at once without storing anything, 
 Prints one JSON line: each rate's figures, ``generator_max_valid_rate``, ghz's figures and
 ``ratio`` (the generator's highest valid rate / ghz's unthrottled rate). Note the machine's load
 (it is printed too): both generators share the 2 cores with the server and with anything else.
+So each round also measures CPU time per submit (the generator's processes, the server's; ghz's per
+request), which a busy machine does not change much: ``cpu_estimate`` says what 2 quiet cores
+would sustain, the generator alone and with the trivial server beside it.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import json
 import multiprocessing
 import os
 import pathlib
+import resource
 import shutil
 import signal
 import subprocess
@@ -78,12 +82,30 @@ def _free_port() -> int:
         return port
 
 
-def _generator_round(target: str, rate: float, duration: float) -> dict[str, Any]:
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _process_cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds of live processes (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks
+    return total
+
+
+def _generator_round(target: str, rate: float, duration: float, server_pids: list[int]) -> dict[str, Any]:
+    server_before = _process_cpu_s(server_pids)
     workload = Workload.from_options(key_prefix=f"bench-{rate:g}-{time.time_ns()}")
     processes = default_processes(rate, os.cpu_count() or 1)
     connections = max(4, processes)
     config = GeneratorConfig(target, rate, duration, workload, connections=connections, processes=processes)
     result = run_generator(config)
+    generator_cpu = result.cpu_s  # during the schedule only (not the processes' start)
+    server_cpu = _process_cpu_s(server_pids) - server_before
     recorder = LatencyRecorder()
     for record in result.submits:
         recorder.record(record.latency_us)
@@ -101,6 +123,10 @@ def _generator_round(target: str, rate: float, duration: float) -> dict[str, Any
         "lag_p99_ms": round(result.lag_p99_us / 1000, 2),
         "lag_max_ms": round(result.max_lag_us / 1000, 2),
         "submit_ms": {k: summary[k] for k in ("p50", "p99", "max")},
+        "cpu_ms_per_submit": {
+            "generator": round(1000 * generator_cpu / max(1, len(ok)), 4),
+            "server": round(1000 * server_cpu / max(1, len(ok)), 4),
+        },
     }
 
 
@@ -114,7 +140,9 @@ def _ghz(binary: str, target: str, duration: float, concurrency: int, rps: float
     ]  # fmt: skip
     if rps:
         command += ["--rps", str(int(rps))]
+    before = _children_cpu_s()
     done = subprocess.run([*command, target], capture_output=True, text=True, timeout=duration + 120)
+    cpu = _children_cpu_s() - before
     if done.returncode not in (0, 1) or not done.stdout.strip():
         return {"error": done.stderr.strip()[-500:]}
     data = json.loads(done.stdout)
@@ -127,6 +155,7 @@ def _ghz(binary: str, target: str, duration: float, concurrency: int, rps: float
         "p50_ms": latencies.get(50),
         "p99_ms": latencies.get(99),
         "errors": sum((data.get("errorDistribution") or {}).values()),
+        "cpu_ms_per_request": round(1000 * cpu / max(1, data["count"]), 4),
     }
 
 
@@ -150,7 +179,10 @@ def main() -> int:
             if not ready.wait(60):
                 raise RuntimeError("the trivial server did not start")
         load_before = os.getloadavg()
-        rounds = [_generator_round(target, float(rate), args.duration) for rate in args.rates.split(",")]
+        pids = [server.pid for server in servers if server.pid is not None]
+        rounds = [
+            _generator_round(target, float(rate), args.duration, pids) for rate in args.rates.split(",")
+        ]
         valid = [r["offered"] for r in rounds if r["valid"] and r["answered_per_s"] >= 0.95 * r["offered"]]
         best = max(valid, default=None)
         binary = shutil.which("ghz") or str(pathlib.Path.home() / "go" / "bin" / "ghz")
@@ -160,6 +192,22 @@ def main() -> int:
             if best:
                 ghz["at_generator_max"] = _ghz(binary, target, args.duration, args.ghz_concurrency, best)
         ghz_rps = ghz.get("unthrottled", {}).get("rps")
+        # CPU per submit is robust to a shared machine: what 2 quiet cores would sustain.
+        per_submit = [r["cpu_ms_per_submit"] for r in rounds if r["cpu_ms_per_submit"]["generator"] > 0]
+        generator_ms = min((c["generator"] for c in per_submit), default=None)
+        server_ms = min((c["server"] for c in per_submit), default=None)
+        ghz_ms = ghz.get("unthrottled", {}).get("cpu_ms_per_request")
+        cpu_estimate = {
+            "generator_ms_per_submit": generator_ms,
+            "ghz_ms_per_request": ghz_ms,
+            "cpu_ratio_ghz_over_generator": round(ghz_ms / generator_ms, 3)
+            if ghz_ms and generator_ms
+            else None,
+            "generator_alone_on_2_cores_per_s": round(2000 / generator_ms) if generator_ms else None,
+            "generator_and_trivial_server_on_2_cores_per_s": (
+                round(2000 / (generator_ms + server_ms)) if generator_ms and server_ms else None
+            ),
+        }
         print(
             json.dumps(
                 {
@@ -169,6 +217,7 @@ def main() -> int:
                     "generator_max_valid_rate": best,
                     "ghz": ghz,
                     "ratio": round(best / ghz_rps, 3) if best and ghz_rps else None,
+                    "cpu_estimate": cpu_estimate,
                     "load_average": {"before": load_before, "after": os.getloadavg()},
                     "cpus": os.cpu_count(),
                 }

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import pathlib
@@ -71,7 +72,10 @@ def main() -> int:
         def step(rate: float, number: int) -> Step:
             outcome = run_load(target, _settings(rate, args.step_duration, f"bl-{run_id}-{number}"), _quiet)
             reasons = unsustainable(outcome.summary, outcome.figures, (), outcome.backlog_growing)
-            return Step(rate, reasons, outcome.summary, len(outcome.anomalies))
+            for anomaly in outcome.anomalies[:5]:
+                _stderr(f"  anomaly at {rate:g}/s: {anomaly.line()}")
+            rules = dict(collections.Counter(a.rule for a in outcome.anomalies))
+            return Step(rate, reasons, outcome.summary, len(outcome.anomalies), rules)
 
         found = find_max(step, args.start_rate, args.max_rate, progress=_stderr)
         best = found.best.rate if found.best is not None else None

@@ -14,6 +14,7 @@ run is invalid because the generator fell behind its schedule; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import dataclasses
 import os
@@ -420,7 +421,8 @@ def _run(args: argparse.Namespace, plan: _Plan, report: dict[str, Any], log_dir:
                 reasons = unsustainable(
                     outcome.summary, outcome.figures, plan.objectives, outcome.backlog_growing
                 )
-                return Step(rate, reasons, outcome.summary, len(outcome.anomalies))
+                rules = dict(collections.Counter(a.rule for a in outcome.anomalies))
+                return Step(rate, reasons, outcome.summary, len(outcome.anomalies), rules)
 
             result = find_max(step, args.rate, args.max_rate, precision=args.precision, progress=progress)
             report["find_max"] = result.to_json()

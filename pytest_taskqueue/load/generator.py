@@ -91,6 +91,8 @@ class GeneratorResult:
     dropped: int = 0
     max_lag_us: int = 0
     lag_p99_us: int = 0
+    cpu_s: float = 0.0
+    """CPU seconds the generator processes spent from the start of the schedule to its last answer."""
 
     def intended_ns(self, index: int) -> int:
         """The wall-clock time arrival ``index`` was due."""
@@ -137,6 +139,7 @@ class GeneratorResult:
             "lag_p99_ms": round(self.lag_p99_us / 1000, 3),
             "max_lag_ms": round(self.max_lag_us / 1000, 3),
             "dropped": self.dropped,
+            "cpu_s": round(self.cpu_s, 3),
         }
 
 
@@ -178,6 +181,7 @@ async def _drive(config: GeneratorConfig, part: int, conn: Connection) -> dict[s
         start_ns: int = message[1]
         period_ns = 1e9 / config.rate
         start_mono = time.perf_counter_ns() + (start_ns - time.time_ns())
+        cpu_start = time.process_time()
         records: list[SubmitRecord] = []
         running: set[asyncio.Task[None]] = set()
         lags = HdrHistogram(1, 3_600_000_000, 2)
@@ -229,6 +233,7 @@ async def _drive(config: GeneratorConfig, part: int, conn: Connection) -> dict[s
         for task in running:
             task.cancel()
         return {
+            "cpu_s": time.process_time() - cpu_start,
             "records": records,
             "late": late,
             "dropped": dropped,
@@ -306,6 +311,7 @@ def run_generator(config: GeneratorConfig, progress: Callable[[str], None] | Non
             result.dropped += data["dropped"]
             result.max_lag_us = max(result.max_lag_us, data["max_lag_us"])
             result.lag_p99_us = max(result.lag_p99_us, data["lag_p99_us"])
+            result.cpu_s += data["cpu_s"]
         return result
     finally:
         for conn in pipes:

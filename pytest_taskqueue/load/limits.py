@@ -174,6 +174,8 @@ class Step:
     reasons: list[str]
     summary: dict[str, Any]
     anomalies: int = 0
+    rules: dict[str, int] = field(default_factory=dict)
+    """Anomalies by rule."""
 
     @property
     def sustainable(self) -> bool:
@@ -188,6 +190,7 @@ class Step:
             "sustainable": self.sustainable,
             "reasons": self.reasons,
             "anomalies": self.anomalies,
+            "anomalies_by_rule": self.rules,
             "achieved_rate": self.summary["achieved_rate"],
             "error_fraction": self.summary["submits"]["error_fraction"],
             "submit_p99_ms": latency["submit"]["p99"],

@@ -296,6 +296,7 @@ def run_load(
 ) -> RunOutcome:
     """Run the schedule against ``target``, then track, check and summarise it."""
     result = run_generator(settings.generator_config(target), progress)
+    progress(f"load: schedule done, {len(result.submits)} submits")
     unknown = _unresolved_arrivals(result.submits)
     if unknown:
         progress(f"load: resolving {len(unknown)} submits whose outcome is unknown (same key, same request)")
@@ -311,10 +312,7 @@ def run_load(
             )
         )
     acknowledged = list(dict.fromkeys(r.task_id for r in result.submits if r.code == "OK" and r.task_id))
-    progress(
-        f"load: schedule done, {len(result.submits)} submits, {len(acknowledged)} tasks acknowledged; "
-        "reading their outcome"
-    )
+    progress(f"load: {len(acknowledged)} tasks acknowledged; reading their outcome")
     collected = asyncio.run(
         collect(
             target,
