@@ -7,8 +7,8 @@ API process (``serve``, no worker, so nothing else competes for the backends). T
 rounds on fresh tables and queues:
 
 - ``direct``: ``concurrency`` loops issue exactly what one SubmitTask costs the server, with the
-  server's own code: ``Store.create_task`` (one TransactWriteItems), ``Queues.send`` (one
-  SendMessage) and ``Store.mark_enqueued`` (one UpdateItem).
+  server's own code: ``Store.create_task`` (one TransactWriteItems) and ``Queues.send`` (one
+  SendMessage).
 - ``grpc``: ``concurrency`` loops call SubmitTask on the reference API.
 
 Prints one JSON line: submits/s of each (best round), latency percentiles, ``ratio`` = grpc /
@@ -84,7 +84,6 @@ async def _direct_round(config: Config, concurrency: int, duration: float) -> di
         async def submit(n: int) -> None:
             task, _ = await store.create_task(f"direct-{run}-{n}", "noop", PAYLOAD, 5)
             await queues.send(task.task_id)
-            await store.mark_enqueued(task.task_id)
 
         await _drive(concurrency, 1.0, submit)  # warm the connection pool
         return _summary(await _drive(concurrency, duration, submit), duration)

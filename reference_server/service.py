@@ -227,9 +227,12 @@ class TaskQueueService(taskqueue_pb2_grpc.TaskQueueServicer):
         task, created = await self._store.create_task(
             request.idempotency_key, request.task_type, request.payload, max_attempts
         )
-        if created or (task.status == Status.PENDING and not task.enqueued):
-            # A new task, or one whose first submit may have died between its write and its message:
-            # send (again). Duplicate messages are harmless; a lost one would strand the task.
+        if created or task.status == Status.PENDING:
+            # A new task, or a pending one whose first submit may have died between its write and its
+            # message: send (again). Duplicate messages are harmless (the worker's claim is conditional,
+            # and a worker already driving the task absorbs its duplicates); a lost one would strand the
+            # task. Not recording "sent" saves a write on every submit; only repeats of a task that is
+            # still pending pay with a message.
             try:
                 await self._queues.send(task.task_id)
             except BackendUnavailable as exc:
@@ -237,7 +240,6 @@ class TaskQueueService(taskqueue_pb2_grpc.TaskQueueServicer):
                     f"task {task.task_id} is stored but not queued yet; retry with the same idempotency_key "
                     f"({exc})"
                 ) from exc
-            self._in_background(self._store.mark_enqueued(task.task_id), f"mark {task.task_id} enqueued")
         return taskqueue_pb2.SubmitTaskResponse(
             task_id=task.task_id, status=_STATUS[task.status], created=created
         )

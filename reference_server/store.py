@@ -91,7 +91,6 @@ class TaskRecord:
     last_error: str = ""
     lease_until_ms: int = 0
     not_before_ms: int = 0
-    enqueued: bool = False
     dead_lettered: bool = False
 
     @property
@@ -221,7 +220,6 @@ def _record_from_item(item: AttributeMap) -> TaskRecord:
         last_error=_get_s(item, "last_error"),
         lease_until_ms=_get_n(item, "lease_until"),
         not_before_ms=_get_n(item, "not_before"),
-        enqueued=_get_bool(item, "enqueued"),
         dead_lettered=_get_bool(item, "dead_lettered"),
     )
 
@@ -239,7 +237,6 @@ def _task_item(record: TaskRecord) -> AttributeMap:
         "seq": _n(record.seq),
         "created_at": _n(record.created_at_us),
         "updated_at": _n(record.updated_at_us),
-        "enqueued": {"BOOL": record.enqueued},
     }
     if record.payload:  # empty binary attributes are omitted: absent reads back as b""
         item["payload"] = {"B": record.payload}
@@ -290,7 +287,6 @@ _STATE_ATTRIBUTES = (
     "result_external",
     "lease_until",
     "not_before",
-    "enqueued",
     "dead_lettered",
 )
 
@@ -436,10 +432,6 @@ class Store:
         if task is None:  # written in the same transaction as the key: only a damaged table lacks it
             raise BackendUnavailable(f"task {task_id} of idempotency_key {key!r} is missing")
         return task
-
-    async def mark_enqueued(self, task_id: str) -> None:
-        """Record that the task's message was sent (a later duplicate submit then does not resend)."""
-        await self._set_flag(task_id, "enqueued")
 
     async def mark_dead_lettered(self, task_id: str) -> None:
         """Record that the task's message reached the dead-letter queue."""
