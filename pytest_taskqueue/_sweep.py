@@ -190,8 +190,11 @@ async def sweep(
             return await _sweep_one(client, task_id, tasks.reads.get(task_id, []), deadline)
 
     ids = list(tasks.created)
+    started = loop.time()
     results = await asyncio.gather(*(one(task_id) for task_id in ids))
-    findings = SweepFindings(tasks=len(ids), note=f"{wait_s:g} s after the last task was created")
+    took = loop.time() - started
+    note = f"{wait_s:g} s after the last task was created; waited {waited:.1f} s, re-read in {took:.1f} s"
+    findings = SweepFindings(tasks=len(ids), note=note)
     for task_id, violations in zip(ids, results, strict=True):
         findings.violations += [
             {
