@@ -268,6 +268,24 @@ def test_a_should_deviation_fails_only_optional_scenarios(run_suite: SuiteRunner
     assert run.result.ret == 6, run.explain()
 
 
+def test_each_xdist_worker_sweeps_its_own_tasks(run_suite: SuiteRunner) -> None:
+    """Under xdist the closing sweep runs in the workers (over the tasks their scenarios created)
+    and the controller's verdict counts what they found, naming each creating scenario."""
+    args = (
+        "-n",
+        "2",
+        "-m",
+        "lifecycle or idempotency",
+        "-k",
+        "noop_history or task_fields_echo or distinct_keys",
+    )
+    run = run_suite("rerun_later", args=args)
+    assert run.result.ret == 1 and run.report["verdict"] == "not-conforming", run.explain()
+    assert not run.outcomes("failed"), run.explain()
+    creators = {violation["scenario"] for violation in run.report["sweep"]["violations"]}
+    assert len(creators) >= 2, creators
+
+
 def test_every_break_is_covered() -> None:
     """A new break in tests/servers needs its row here (and the suite must catch it)."""
     assert sorted(case.name for case in BROKEN) == sorted(BREAKS)
