@@ -26,13 +26,29 @@ async def run_chaos_for_harness(
 ) -> ChaosOutcome:
     """The chaos run against the harness's target, faulting every link of its stack, then checked.
 
+    The worker links are skipped (and listed in the history) when the implementation runs without
+    ``--taskqueue-worker-cmd``: nothing uses them.
+
     Skips (through ``harness.faults``) against a plain ``--taskqueue-target``, whose links are not
     proxied. The history is saved to ``history_path`` when given.
     """
+    import pytest
+
     from fault_injection.chaos import ChaosConfig, run_and_check
 
     links = harness.faults.proxies  # resets Toxiproxy first; the harness resets it after the test
-    config = ChaosConfig(seed=seed, duration_s=seconds, fault_proxies=tuple(links))
+    skipped: dict[str, str] = {}
+    try:
+        harness.worker  # noqa: B018 (skips when the implementation has no separate worker)
+    except pytest.skip.Exception:
+        reason = "nothing uses it: no --taskqueue-worker-cmd, the worker runs in the server"
+        skipped = {name: reason for name in links if name.startswith("worker_")}
+    config = ChaosConfig(
+        seed=seed,
+        duration_s=seconds,
+        fault_proxies=tuple(name for name in links if name not in skipped),
+        skipped_links=skipped,
+    )
     return await run_and_check(
         harness.api.target,
         harness.faults.toxiproxy,
