@@ -11,11 +11,14 @@ harness starts them against backends and fault proxies it owns.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from typing import Any
 
+import aioboto3
 import grpc
 
 from reference_server import queue, service, store, worker
@@ -36,6 +39,8 @@ BREAKS: dict[str, str] = {
     "PROCESSING for ever (spec 7.2)",
     "never_queued": "a submitted task's message is never sent, so an answered submit never runs "
     "(spec 7.3)",
+    "sqs_via_queue_url_host": "once the queue URLs are known, SQS is reached at the host and port in "
+    "them (ElasticMQ's own), around the harness's fault proxy (spec 10.1)",
 }
 """Every break of the reference, with the rule it violates."""
 
@@ -86,6 +91,20 @@ def _abandoned_attempts_stuck() -> None:
     worker.Worker._record_failure = record  # type: ignore[method-assign]
 
 
+def _sqs_via_queue_url_host() -> None:
+    """After ``Queues.ensure``, a new SQS client whose endpoint is the work queue URL's own host."""
+    original = queue.Queues.ensure
+
+    async def ensure(self: queue.Queues, create: bool) -> None:
+        await original(self, create)
+        parts = urllib.parse.urlsplit(self.queue_url)
+        session = aioboto3.Session(region_name=os.environ.get("AWS_REGION", "us-east-1"))
+        client = session.client("sqs", endpoint_url=f"{parts.scheme}://{parts.netloc}")
+        self._sqs = await client.__aenter__()  # lives as long as the process (a test break)
+
+    queue.Queues.ensure = ensure  # type: ignore[method-assign]
+
+
 async def _never_send(self: queue.Queues, task_id: str) -> None:
     """``Queues.send`` that sends nothing."""
 
@@ -101,6 +120,8 @@ def _install(name: str) -> None:
         _internal_instead_of_unavailable()
     elif name == "abandoned_attempt_stuck":
         _abandoned_attempts_stuck()
+    elif name == "sqs_via_queue_url_host":
+        _sqs_via_queue_url_host()
     elif name == "never_queued":
         queue.Queues.send = _never_send  # type: ignore[method-assign]
 
