@@ -28,6 +28,9 @@ from reference_server.store import Store
 from reference_server.worker import Worker
 from taskqueue_proto import SERVICE_NAME, taskqueue_pb2_grpc
 
+#: How long health answers NOT_SERVING before the server stops accepting calls (docs/spec.md 1.2).
+NOT_SERVING_NOTICE_S = 0.3
+
 log = logging.getLogger(__name__)
 
 #: Largest gRPC message accepted: far above max_payload_bytes so an oversized payload gets a clear
@@ -129,6 +132,9 @@ async def _shutdown(
     """Health NOT_SERVING, then stop the server and the worker side by side within the grace period."""
     if health_servicer is not None:
         await health_servicer.enter_graceful_shutdown()
+        if server is not None:
+            # Keep answering a moment, so health checks (a load balancer's) see NOT_SERVING (spec 1.2).
+            await asyncio.sleep(NOT_SERVING_NOTICE_S)
     steps = []
     if server is not None:
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import grpc
@@ -37,6 +38,7 @@ _FIRST_TRY_ROUNDS = 5
 """Fresh keys tried until a submit is answered without a retry (spec 3.1's answer is then certain)."""
 CONFORMANCE_TYPES = ("noop", "echo", "sleep", "fail_always", "fail_times")
 _SERVING = 1  # grpc.health.v1.HealthCheckResponse.SERVING
+_NOT_SERVING = 2
 _REFLECTION_METHODS = (
     "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
     "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
@@ -305,3 +307,47 @@ async def test_reflection_lists_the_service(harness: TestHarness) -> None:
     """spec 1.3 (SHOULD): server reflection (v1 or v1alpha) lists taskqueue.v1.TaskQueue."""
     names, seen = await _listed_services(harness.api.channel)
     require(SERVICE_NAME in names, "spec 1.3: reflection lists taskqueue.v1.TaskQueue", seen=seen)
+
+
+_HEALTH_POLL_S = 0.02
+"""How often the shutdown scenario asks for health while the server stops (spec 1.2's "few tens of ms")."""
+
+
+@pytest.mark.optional
+@pytest.mark.harness_only
+@pytest.mark.spec("1.2")
+async def test_health_answers_not_serving_before_the_server_stops(harness: TestHarness) -> None:
+    """spec 1.2 (SHOULD): "While shutting down (on SIGTERM) it SHOULD answer NOT_SERVING before it
+    stops accepting calls".
+
+    Health is asked every 20 ms while the API process is stopped gracefully (SIGTERM) and started
+    again: NOT_SERVING must be seen before the first refused call.
+    """
+    server = harness.server
+    seen: list[str] = []
+    stopped = asyncio.Event()
+
+    async def poll() -> None:
+        while not stopped.is_set():
+            try:
+                status = await harness.api.health(timeout=1)
+                name = {_SERVING: "SERVING", _NOT_SERVING: "NOT_SERVING"}.get(status, f"status {status}")
+            except grpc.aio.AioRpcError as error:
+                name = error.code().name
+            if not seen or seen[-1] != name:
+                seen.append(name)
+            await asyncio.sleep(_HEALTH_POLL_S)  # the polling pace, not a wait for an outcome
+
+    poller = asyncio.ensure_future(poll())
+    try:
+        await asyncio.to_thread(server.restart)
+        await server.wait_ready()
+    finally:
+        stopped.set()
+        await poller
+    refused = next((i for i, name in enumerate(seen) if name not in ("SERVING", "NOT_SERVING")), len(seen))
+    require(
+        "NOT_SERVING" in seen[:refused],
+        "spec 1.2: on SIGTERM, health answers NOT_SERVING before the server stops accepting calls",
+        seen=" -> ".join(seen),
+    )

@@ -31,6 +31,8 @@ class BrokenReference:
     module: str
     select: str
     must_fail: str
+    should_only: bool = False
+    """The break deviates from a SHOULD: its optional scenario fails, the verdict is not affected."""
 
 
 BROKEN_REFERENCE = [
@@ -63,6 +65,13 @@ BROKEN_REFERENCE = [
         "recovery.py",
         "worker_killed_mid_attempt",
         "scenarios/recovery.py::test_worker_killed_mid_attempt_completes_exactly_once",
+    ),
+    BrokenReference(
+        "no_not_serving_notice",
+        "lifecycle.py",
+        "not_serving_before",
+        "scenarios/lifecycle.py::test_health_answers_not_serving_before_the_server_stops",
+        should_only=True,
     ),
     BrokenReference(
         "sqs_via_queue_url_host",
@@ -105,4 +114,7 @@ def test_suite_fails_against_a_broken_reference(inner: pytest.Pytester, case: Br
     matched = fnmatch.filter(failed, case.must_fail)
     assert matched, explain
     assert all("spec " in failed[scenario] for scenario in matched), explain
-    assert report["verdict"] == "not-conforming", explain
+    if case.should_only:
+        assert report["verdict"] != "not-conforming", explain
+    else:
+        assert report["verdict"] == "not-conforming", explain

@@ -20,8 +20,9 @@ from typing import Any
 
 import aioboto3
 import grpc
+from grpc_health.v1 import health
 
-from reference_server import queue, service, store, worker
+from reference_server import queue, server, service, store, worker
 from reference_server.backends import BackendUnavailable
 from reference_server.config import parse_args
 from reference_server.server import main
@@ -39,6 +40,8 @@ BREAKS: dict[str, str] = {
     "PROCESSING for ever (spec 7.2)",
     "never_queued": "a submitted task's message is never sent, so an answered submit never runs "
     "(spec 7.3)",
+    "no_not_serving_notice": "on SIGTERM the server stops at once, health never answers NOT_SERVING "
+    "(a SHOULD of spec 1.2: only the optional scenario fails)",
     "sqs_via_queue_url_host": "once the queue URLs are known, SQS is reached at the host and port in "
     "them (ElasticMQ's own), around the harness's fault proxy (spec 10.1)",
 }
@@ -105,6 +108,10 @@ def _sqs_via_queue_url_host() -> None:
     queue.Queues.ensure = ensure  # type: ignore[method-assign]
 
 
+async def _stay_serving(self: object) -> None:
+    """``HealthServicer.enter_graceful_shutdown`` that leaves every status as it is."""
+
+
 async def _never_send(self: queue.Queues, task_id: str) -> None:
     """``Queues.send`` that sends nothing."""
 
@@ -120,6 +127,9 @@ def _install(name: str) -> None:
         _internal_instead_of_unavailable()
     elif name == "abandoned_attempt_stuck":
         _abandoned_attempts_stuck()
+    elif name == "no_not_serving_notice":
+        server.NOT_SERVING_NOTICE_S = 0
+        health.aio.HealthServicer.enter_graceful_shutdown = _stay_serving  # type: ignore[method-assign]
     elif name == "sqs_via_queue_url_host":
         _sqs_via_queue_url_host()
     elif name == "never_queued":
