@@ -67,6 +67,12 @@ BROKEN_REFERENCE = [
         "scenarios/recovery.py::test_worker_killed_mid_attempt_completes_exactly_once",
     ),
     BrokenReference(
+        "message_not_json",
+        "dlq.py",
+        "work_queue",
+        "scenarios/dlq.py::test_task_message_in_the_work_queue_is_json_with_its_task_id",
+    ),
+    BrokenReference(
         "no_not_serving_notice",
         "lifecycle.py",
         "not_serving_before",

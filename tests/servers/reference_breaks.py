@@ -38,8 +38,9 @@ BREAKS: dict[str, str] = {
     "INTERNAL instead of UNAVAILABLE (spec 9.2)",
     "abandoned_attempt_stuck": "an attempt whose worker died is never given up: the task stays "
     "PROCESSING for ever (spec 7.2)",
-    "never_queued": "a submitted task's message is never sent, so an answered submit never runs "
-    "(spec 7.3)",
+    "never_queued": "a submitted task's message is never sent, so an answered submit never runs (spec 7.3)",
+    "message_not_json": "a task's SQS message is the text 'task <id>', not a JSON object with its "
+    "task_id (spec 10.2)",
     "no_not_serving_notice": "on SIGTERM the server stops at once, health never answers NOT_SERVING "
     "(a SHOULD of spec 1.2: only the optional scenario fails)",
     "sqs_via_queue_url_host": "once the queue URLs are known, SQS is reached at the host and port in "
@@ -108,6 +109,17 @@ def _sqs_via_queue_url_host() -> None:
     queue.Queues.ensure = ensure  # type: ignore[method-assign]
 
 
+def _plain_text_messages() -> None:
+    """Message bodies ``task <id>``; the worker reads them back (so only the format is broken)."""
+    original = queue._task_id_of
+
+    def task_id_of(body: str) -> str | None:
+        return body.removeprefix("task ") if body.startswith("task ") else original(body)
+
+    queue.message_body = lambda task_id: f"task {task_id}"
+    queue._task_id_of = task_id_of
+
+
 async def _stay_serving(self: object) -> None:
     """``HealthServicer.enter_graceful_shutdown`` that leaves every status as it is."""
 
@@ -127,6 +139,8 @@ def _install(name: str) -> None:
         _internal_instead_of_unavailable()
     elif name == "abandoned_attempt_stuck":
         _abandoned_attempts_stuck()
+    elif name == "message_not_json":
+        _plain_text_messages()
     elif name == "no_not_serving_notice":
         server.NOT_SERVING_NOTICE_S = 0
         health.aio.HealthServicer.enter_graceful_shutdown = _stay_serving  # type: ignore[method-assign]
