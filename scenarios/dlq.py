@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from typing import Any
 
@@ -34,33 +35,41 @@ def _task_id_of(body: str) -> str | None:
     return task_id if isinstance(task_id, str) else None
 
 
-async def _find_in_dlq(harness: TestHarness, task_id: str) -> tuple[bool, list[str]]:
-    """Long-poll the DLQ until a message for ``task_id`` shows up or the deadline passes.
+@dataclasses.dataclass
+class _Peek:
+    """What long-polling a queue for one task's message received."""
 
-    Messages of other tests are left in the queue (they reappear after a short visibility
-    timeout); the one found is deleted. Returns whether it was found and a sample of other bodies.
+    found: dict[str, Any] | None = None
+    others: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def bodies(self) -> list[str]:
+        """A sample of the other bodies, for failure messages."""
+        return [str(message.get("Body", ""))[:120] for message in self.others[:5]]
+
+
+async def _peek_for(harness: TestHarness, queue_url: str, task_id: str, limit_s: float) -> _Peek:
+    """Long-poll ``queue_url`` until a message naming ``task_id`` (spec 10.2) arrives or ``limit_s`` pass.
+
+    Every message received stays invisible for ``_PEEK_VISIBILITY_S`` (so the next receive pages
+    past it); the caller deletes or hands back what it wants.
     """
     sqs: Any = harness.sqs
-    others: list[str] = []
+    peek = _Peek()
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + harness.timeout
-    while (remaining := deadline - loop.time()) > 0:
+    deadline = loop.time() + limit_s
+    while peek.found is None and (remaining := deadline - loop.time()) > 0:
         response = await sqs.receive_message(
-            QueueUrl=harness.dead_letter_queue_url,
+            QueueUrl=queue_url,
             MaxNumberOfMessages=10,
             WaitTimeSeconds=max(1, min(int(remaining), 5)),
             VisibilityTimeout=_PEEK_VISIBILITY_S,
         )
         for message in response.get("Messages", []):
-            body = message.get("Body", "")
-            if _task_id_of(body) == task_id:
-                await sqs.delete_message(
-                    QueueUrl=harness.dead_letter_queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
-                return True, others
-            if len(others) < 5:
-                others.append(body[:120])
-    return False, others
+            if peek.found is None and _task_id_of(str(message.get("Body", ""))) == task_id:
+                peek.found = message
+            else:
+                peek.others.append(message)
+    return peek
 
 
 @pytest.mark.required
@@ -71,8 +80,13 @@ async def test_dead_task_message_is_in_the_dead_letter_queue(harness: TestHarnes
     answer = await harness.submit("fail_always", max_attempts=1)
     task, events = await finished(harness, answer.task_id)
     require(task.status == pb.TASK_STATUS_DEAD, "spec 5.3: fail_always ends DEAD", task=task, events=events)
-    found, others = await _find_in_dlq(harness, answer.task_id)
-    if not found:
+    peek = await _peek_for(harness, harness.dead_letter_queue_url, answer.task_id, harness.timeout)
+    others = peek.bodies()
+    if peek.found is not None:  # the one found is deleted; others reappear for their own tests
+        await harness.sqs.delete_message(
+            QueueUrl=harness.dead_letter_queue_url, ReceiptHandle=peek.found["ReceiptHandle"]
+        )
+    else:
         violated(
             'spec 5.3/10.2: the DEAD task\'s message {"task_id": ...} is in the dead-letter queue',
             seen=f"no message with task_id {answer.task_id!r} within {harness.timeout:g}s; "
@@ -93,43 +107,29 @@ async def test_task_message_in_the_work_queue_is_json_with_its_task_id(harness: 
     if the attempt had started. The scenario receives it, checks its body, hands it back
     (visibility 0) and starts the worker again; the task then completes.
     """
-    sqs: Any = harness.sqs
     worker = harness.worker
     answer = await harness.submit(
         "sleep", json.dumps({"ms": int(harness.visibility_timeout * 2000)}).encode()
     )
     worker.kill()
-    bodies: list[str] = []
-    handles: list[str] = []
-    found = False
+    peek = _Peek()
     try:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + harness.visibility_timeout + harness.timeout
-        while not found and (remaining := deadline - loop.time()) > 0:
-            response = await sqs.receive_message(
-                QueueUrl=harness.queue_url,
-                MaxNumberOfMessages=10,
-                WaitTimeSeconds=max(1, min(int(remaining), 5)),
-                VisibilityTimeout=_PEEK_VISIBILITY_S,
-            )
-            for message in response.get("Messages", []):
-                body = message.get("Body", "")
-                bodies.append(body[:120])
-                handles.append(message["ReceiptHandle"])
-                found = found or _task_id_of(body) == answer.task_id
+        limit_s = harness.visibility_timeout + harness.timeout
+        peek = await _peek_for(harness, harness.queue_url, answer.task_id, limit_s)
     finally:
-        for handle in handles:  # every message looked at goes back, visible at once
+        received = peek.others + ([peek.found] if peek.found is not None else [])
+        for message in received:  # every message looked at goes back, visible at once
             # A handle goes stale when its message was received again meanwhile: it is visible then.
             with contextlib.suppress(Exception):
-                await sqs.change_message_visibility(
-                    QueueUrl=harness.queue_url, ReceiptHandle=handle, VisibilityTimeout=0
+                await harness.sqs.change_message_visibility(
+                    QueueUrl=harness.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
                 )
         worker.start()
     await worker.wait_ready()
     require(
-        found,
+        peek.found is not None,
         'spec 10.2: the task\'s message in the work queue is a JSON object {"task_id": "<its id>", ...}',
-        seen=f"task {answer.task_id}; bodies received: {bodies[:5] or 'none'}",
+        seen=f"task {answer.task_id}; other bodies received: {peek.bodies() or 'none'}",
     )
     task, events = await finished(harness, answer.task_id)
     require(task.status == pb.TASK_STATUS_COMPLETED, "spec 7.2: the task completes", task=task, events=events)
