@@ -41,8 +41,8 @@ BREAKS: dict[str, str] = {
     "never_queued": "a submitted task's message is never sent, so an answered submit never runs (spec 7.3)",
     "message_not_json": "a task's SQS message is the text 'task <id>', not a JSON object with its "
     "task_id (spec 10.2)",
-    "no_not_serving_notice": "on SIGTERM the server stops at once, health never answers NOT_SERVING "
-    "(a SHOULD of spec 1.2: only the optional scenario fails)",
+    "no_not_serving_notice": "on SIGTERM the server stops at once, health never answers NOT_SERVING; "
+    "a SHOULD, so only the optional scenario fails (spec 1.2)",
     "sqs_via_queue_url_host": "once the queue URLs are known, SQS is reached at the host and port in "
     "them (ElasticMQ's own), around the harness's fault proxy (spec 10.1)",
 }
