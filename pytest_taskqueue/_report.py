@@ -356,8 +356,8 @@ class Recorder:
         """Per spec section: how many required scenarios checked it in this run, and how they ended."""
         sections: dict[str, dict[str, Any]] = {}
         for result in self.results.values():
-            if not result.required:
-                continue
+            if not result.required or result.not_requested:
+                continue  # an opt-in scenario not asked for is no part of this run's coverage
             for section in result.sections:
                 row = sections.setdefault(
                     section, {"section": section, "scenarios": 0, "passed": 0, "failed": 0, "not_run": 0}
