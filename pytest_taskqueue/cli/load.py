@@ -49,6 +49,10 @@ EXIT_SLO: Final = 4
 """An SLO objective broke, or ``--find-max`` found no sustainable rate."""
 EXIT_INVALID: Final = 5
 """The generator fell behind its schedule: the run does not show the target's figures."""
+LOAD_VISIBILITY_TIMEOUT_S: Final = 30
+"""The harness-owned stack's visibility timeout under load: the reference's own default, not the
+tests' short one (which only shortens waits for recovery, and under load turns a slow attempt
+into an abandoned one)."""
 
 
 class _InfraError(RuntimeError):
@@ -278,6 +282,7 @@ def _bring_up(args: argparse.Namespace, commands: Any, log_dir: Path) -> Iterato
         log_dir=log_dir,
         keep_logs=True,
         start_timeout=args.start_timeout,
+        visibility_timeout=LOAD_VISIBILITY_TIMEOUT_S,
     )
     stack: ReferenceStack
     if commands is not None:
