@@ -115,9 +115,7 @@ class Worker:
                     await asyncio.wait_for(self._stopping.wait(), timeout=delay)
                 continue
             for message in messages:
-                handles = self._handles.get(message.task_id or "")
-                if handles is not None:  # delivered again while this process drives it: same attempt
-                    handles.append(message.receipt_handle)
+                if self._join_running(message):
                     continue
                 if self._stopping.is_set():  # received while stopping: hand it straight back
                     await self._set_visibility(message, 0)
@@ -125,6 +123,15 @@ class Worker:
                 task = asyncio.create_task(self._handle(message), name=f"message-{message.task_id}")
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
+
+    def _join_running(self, message: Message) -> bool:
+        """True when this process already drives the message's task: the message (a redelivery or a
+        duplicate) joins that drive, its handle kept for heartbeats and the final delete."""
+        handles = self._handles.get(message.task_id or "")
+        if handles is None:
+            return False
+        handles.append(message.receipt_handle)
+        return True
 
     # ----------------------------------------------------------------- handling
 

@@ -30,8 +30,9 @@ from reference_server.server import main
 BREAKS: dict[str, str] = {
     "no_dead_letter": "a DEAD task's message is deleted from the work queue but never put in the "
     "dead-letter queue (spec 5.3, 10.2)",
-    "no_heartbeat": "a running attempt's lease and message visibility are never extended, so an "
-    "attempt longer than the visibility timeout is run a second time (spec 6.3)",
+    "no_heartbeat": "a running attempt's lease and message visibility are never extended (and a "
+    "redelivered message does not join the running attempt), so an attempt longer than the visibility "
+    "timeout is run a second time (spec 6.3)",
     "idempotency_per_process": "idempotency keys are kept under a name of this process only, so "
     "another or a restarted process creates a second task for a used key (spec 3.5)",
     "internal_when_unreachable": "a call that fails because a backend is unreachable answers "
@@ -56,6 +57,11 @@ async def _never_dead_letter(self: queue.Queues, task_id: str) -> None:
 async def _no_heartbeat(self: worker.Worker, *args: Any) -> None:
     """``Worker._heartbeat`` that never beats: it waits until the attempt ends and cancels it."""
     await asyncio.Event().wait()
+
+
+def _never_join(self: worker.Worker, message: Any) -> bool:
+    """``Worker._join_running`` that treats every redelivery as new work."""
+    return False
 
 
 def _per_process_keys() -> None:
@@ -133,6 +139,7 @@ def _install(name: str) -> None:
         queue.Queues.send_dead = _never_dead_letter  # type: ignore[method-assign]
     elif name == "no_heartbeat":
         worker.Worker._heartbeat = _no_heartbeat  # type: ignore[method-assign]
+        worker.Worker._join_running = _never_join  # type: ignore[method-assign]
     elif name == "idempotency_per_process":
         _per_process_keys()
     elif name == "internal_when_unreachable":
