@@ -276,9 +276,24 @@ async def test_dynamodb_partition_while_processing(harness: TestHarness) -> None
     """
     links = harness.faults
     loop = asyncio.get_running_loop()
-    sleep_ms = 1000
-    running = await harness.submit("sleep", _sleep_payload(sleep_ms))
-    await harness.wait_for_status(running.task_id, pb.TASK_STATUS_PROCESSING)
+    sleep_ms = 2000
+    for _ in range(_SETUP_TRIES):
+        running = await harness.submit("sleep", _sleep_payload(sleep_ms))
+        await harness.wait_for_status(running.task_id, pb.TASK_STATUS_PROCESSING)
+        seen_running = loop.time()
+        # Precondition: the attempt is still running when the partition starts. It was PROCESSING
+        # a moment ago and sleeps for sleep_ms; if this client took half of that to get here (a
+        # loaded machine), the attempt may be over: arrange it again.
+        if (await harness.get(running.task_id)).status == pb.TASK_STATUS_PROCESSING and (
+            loop.time() - seen_running < sleep_ms / 2000
+        ):
+            break
+        await finished(harness, running.task_id)
+    else:
+        violated(
+            f"set-up: a task still PROCESSING when DynamoDB is cut off ({_SETUP_TRIES} tries)",
+            seen=f"the last task {running.task_id} was not (or this client was too slow to cut in time)",
+        )
     calls: list[_Call] = []
     reads: list[_Call] = []
     with links.partition("server_dynamodb", "worker_dynamodb"):
