@@ -48,6 +48,7 @@ CLOCK_TOLERANCE_MS: Final = 10.0
 _TERMINAL_STATUSES: Final = (taskqueue_pb2.TASK_STATUS_COMPLETED, taskqueue_pb2.TASK_STATUS_DEAD)
 _TERMINAL_EVENTS: Final = ("COMPLETED", "DEAD")
 _RETRY_CODES: Final = INDETERMINATE_CODES
+_FINAL_TRIES: Final = 3
 RESOLUTION: Final = -1
 """The ``copy`` of a submit made after the schedule to resolve an unknown outcome (not in the figures)."""
 
@@ -70,15 +71,24 @@ async def _read_one(
     final: bool,
     rpc_timeout_s: float,
 ) -> bool:
-    """Read one task; True when it needs no more reads (terminal, gone, or ``final``)."""
-    try:
-        out.reads += 1
-        task = await stub.GetTask(taskqueue_pb2.GetTaskRequest(task_id=task_id), timeout=rpc_timeout_s)
-    except grpc.aio.AioRpcError as error:
-        if error.code() == grpc.StatusCode.NOT_FOUND:
-            out.tasks[task_id] = None
-            return True
-        return final and error.code().name not in _RETRY_CODES
+    """Read one task; True when it needs no more reads (terminal, gone, or ``final``).
+
+    In the ``final`` round a read that fails with an indeterminate code is tried again (three times
+    in all), so a busy target leaves as few tasks uncollected as it can."""
+    tries = _FINAL_TRIES if final else 1
+    for attempt in range(tries):
+        try:
+            out.reads += 1
+            task = await stub.GetTask(taskqueue_pb2.GetTaskRequest(task_id=task_id), timeout=rpc_timeout_s)
+            break
+        except grpc.aio.AioRpcError as error:
+            if error.code() == grpc.StatusCode.NOT_FOUND:
+                out.tasks[task_id] = None
+                return True
+            if error.code().name not in _RETRY_CODES or attempt + 1 == tries:
+                return final
+    else:  # pragma: no cover - the loop always breaks or returns
+        return final
     if task.status not in _TERMINAL_STATUSES and not final:
         return False
     try:
