@@ -53,8 +53,14 @@ class ConformanceSession:
 
     @property
     def level(self) -> str:
-        """``full`` when the harness owns the stack (reference or target command), else ``api``."""
-        return "api" if self.options.target is not None else "full"
+        """``full`` when the harness owned the stack (reference or target command), else ``api``.
+
+        A run without ``--taskqueue-target`` whose fixtures were overridden to own nothing (docs/plugin.md,
+        "Overriding fixtures") is at the API level too: its level-bound scenarios skipped.
+        """
+        if self.options.target is not None:
+            return "api"
+        return "api" if any(r.skipped_for_level for r in self.recorder.results.values()) else "full"
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Fold each phase report into its scenario's outcome."""

@@ -207,6 +207,18 @@ def test_a_plain_target_reaches_the_api_level_and_never_says_bare_conforming(inn
     )
 
 
+def test_a_run_whose_fixtures_own_nothing_is_at_the_api_level(inner: pytest.Pytester) -> None:
+    """No --taskqueue-target, but the level-bound scenarios skipped (an overridden taskqueue_stack)."""
+    _catalogue(inner, test_suite=_SCENARIOS, test_backends=_NEEDS_BACKENDS)
+    result = inner.runpytest("--taskqueue-report=report.json")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        ["taskqueue level: API level*", "*", "taskqueue verdict: CONFORMING AT API LEVEL (*"]
+    )
+    document = _report(inner)
+    assert document["verdict"] == "conforming-at-api-level" and document["level"] == "api"
+
+
 def test_a_required_scenario_that_skips_itself_is_not_conforming(inner: pytest.Pytester) -> None:
     """Only the run's level may keep a required scenario from running; any other skip counts."""
     _catalogue(inner, test_suite=_SCENARIOS, test_self=_SELF_SKIP)
