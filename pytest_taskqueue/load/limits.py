@@ -230,8 +230,9 @@ def find_max(
     """Double from ``start_rate`` until a step fails (or ``max_rate``), then bisect to ``precision``.
 
     ``run_step(rate, step_number)`` runs one step. The search stops early on an anomaly (a
-    correctness failure is not a capacity limit) or when the generator itself falls behind (the
-    target's limit is then above what this generator offers).
+    correctness failure is not a capacity limit) or when the generator itself falls behind while the
+    target kept up (its limit is then above what this generator offers); a step where the target
+    also fell behind is an ordinary unsustainable step.
     """
     result = FindMaxResult()
     good: Step | None = None
@@ -254,7 +255,7 @@ def find_max(
         if step.anomalies:
             result.limited_by = f"anomalies at {rate:g} tasks/s (a correctness failure, not a capacity limit)"
             break
-        if not step.summary["generator"]["valid"]:
+        if not step.summary["generator"]["valid"] and len(step.reasons) == 1:  # nothing else went wrong
             result.limited_by = (
                 f"the generator could not offer {rate:g} tasks/s: {step.summary['generator']['reason']}"
             )

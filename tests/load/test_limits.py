@@ -84,6 +84,13 @@ def test_find_max_stops_at_max_rate_and_when_the_generator_falls_behind() -> Non
     assert result.best is not None and result.best.rate == 100.0
     assert "generator could not offer 200" in result.limited_by
 
+    def both_behind(rate: float, number: int) -> Step:  # the target falls behind too: a normal bisection
+        summary = _summary(rate, min(rate, 300.0), valid=rate < 350)
+        return Step(rate, unsustainable(summary, {}, (), growing=rate > 300), summary)
+
+    bisected = find_max(both_behind, 100.0, 1000.0, progress=lambda line: None)
+    assert bisected.best is not None and 270 <= bisected.best.rate <= 300
+
 
 def test_find_max_stops_on_anomalies_and_steps_down_when_the_first_rate_fails() -> None:
     def broken(rate: float, number: int) -> Step:
