@@ -12,7 +12,8 @@ and acts on its status:
 - PENDING or RETRYING: the worker claims the next attempt (a conditional transition, so of two workers
   with duplicate messages only one wins), runs it while a heartbeat extends the lease and the message's
   visibility (four times per visibility timeout, on a fixed schedule, both calls at once, so a slow
-  backend call does not push the next beat back), and records COMPLETED or FAILED. After a failure
+  backend call does not push the next beat back), and records COMPLETED or FAILED (a backend slow to
+  take that write is retried for a few backend timeouts, the heartbeat still beating). After a failure
   it waits the backoff itself when it is under a second (SQS visibility has one-second granularity)
   or hands the message back with that visibility otherwise.
 
@@ -221,6 +222,8 @@ class Worker:
     async def _run(self, task: TaskRecord, message: Message) -> TaskRecord | None:
         """Run the claimed attempt with a heartbeat and record its outcome.
 
+        The heartbeat keeps beating until the outcome is written, so a backend that is slow to take
+        the outcome (a loaded machine) does not turn a finished attempt into an abandoned one.
         Returns the task's new state for the caller's loop, or None when the message was handed back.
         """
         attempt = asyncio.create_task(run_attempt(task.task_type, task.payload, task.attempts))
@@ -229,30 +232,20 @@ class Worker:
         lost_wait = asyncio.create_task(lease_lost.wait())
         release_wait = asyncio.create_task(self._releasing.wait())
         try:
-            await asyncio.wait({attempt, lost_wait, release_wait}, return_when=asyncio.FIRST_COMPLETED)
+            try:
+                await asyncio.wait({attempt, lost_wait, release_wait}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for helper in (lost_wait, release_wait):
+                    helper.cancel()
+                await asyncio.gather(lost_wait, release_wait, return_exceptions=True)
+                if not attempt.done():
+                    attempt.cancel()
+                    await asyncio.gather(attempt, return_exceptions=True)
+            if not attempt.cancelled():
+                return await self._settle(task, attempt)
         finally:
-            for helper in (heartbeat, lost_wait, release_wait):
-                helper.cancel()
-            await asyncio.gather(heartbeat, lost_wait, release_wait, return_exceptions=True)
-            if not attempt.done():
-                attempt.cancel()
-                await asyncio.gather(attempt, return_exceptions=True)
-        if not attempt.cancelled():
-            error = attempt.exception()
-            if error is None:
-                try:
-                    return await self._store.complete(task, attempt.result())
-                except TransitionConflict:
-                    log.warning(
-                        "task %s: attempt %d ended after losing its lease", task.task_id, task.attempts
-                    )
-                    return await self._reload(task.task_id)
-            if isinstance(error, AttemptFailed):
-                detail = str(error)
-            else:
-                log.error("task %s: attempt %d raised", task.task_id, task.attempts, exc_info=error)
-                detail = f"{type(error).__name__}: {error}"
-            return await self._record_failure(task, detail, self._config.backoff_ms(task.attempts))
+            heartbeat.cancel()
+            await asyncio.gather(heartbeat, return_exceptions=True)
         if lease_lost.is_set():
             return await self._reload(task.task_id)
         # Shutdown past the grace period: give the attempt up so the next worker starts at once.
@@ -262,6 +255,39 @@ class Worker:
             return after  # the caller's loop puts it in the dead-letter queue
         await self._set_visibility(message, 0)
         return None
+
+    async def _settle(self, task: TaskRecord, attempt: asyncio.Task[bytes]) -> TaskRecord:
+        """Write a finished attempt's outcome (COMPLETED or FAILED), retrying a backend that does not
+        answer for up to four backend timeouts while the heartbeat keeps the lease; then
+        BackendUnavailable. Returns the re-read state if the task moved on meanwhile."""
+        error = attempt.exception()
+        if error is not None and not isinstance(error, AttemptFailed):
+            log.error("task %s: attempt %d raised", task.task_id, task.attempts, exc_info=error)
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + 4 * self._config.backend_timeout
+        delay = 0.05
+        while True:
+            try:
+                if error is not None:
+                    detail = (
+                        str(error) if isinstance(error, AttemptFailed) else f"{type(error).__name__}: {error}"
+                    )
+                    return await self._record_failure(task, detail, self._config.backoff_ms(task.attempts))
+                try:
+                    return await self._store.complete(task, attempt.result())
+                except TransitionConflict:  # lost the lease, or a timed-out try of ours was applied
+                    log.warning(
+                        "task %s: attempt %d ended after its task moved on", task.task_id, task.attempts
+                    )
+                    return await self._reload(task.task_id)
+            except BackendUnavailable as exc:
+                if loop.time() + delay >= give_up or self._releasing.is_set():
+                    raise
+                log.warning(
+                    "task %s: outcome of attempt %d not written yet: %s", task.task_id, task.attempts, exc
+                )
+            await asyncio.sleep(delay)  # a retry pause, not a synchronisation wait
+            delay = min(delay * 2, 1.0)
 
     async def _heartbeat(self, task: TaskRecord, message: Message, lease_lost: asyncio.Event) -> None:
         """Four times per visibility timeout, extend the lease and the message's visibility together.
