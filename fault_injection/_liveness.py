@@ -16,6 +16,7 @@ Safety rules say nothing about a server that refuses everything. Like etcd's rob
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -96,21 +97,22 @@ def liveness(history: History, min_ack_fraction: float | None = None) -> Livenes
 
 
 def _resolve_unknown_submits(history: History, live: Liveness) -> None:
-    submits = [op for op in history.operations if op.kind == "submit"]
+    by_request: dict[tuple[str | None, str | None], list[Operation]] = defaultdict(list)
+    for op in history.operations:
+        if op.kind == "submit":
+            by_request[(op.idempotency_key, op.fingerprint)].append(op)
     unresolved: list[int] = []
-    for op in submits:
-        if op.outcome not in ("unknown", None):
+    for op in history.operations:
+        if op.kind != "submit" or op.outcome not in ("unknown", None):
             continue
         live.unknown_submits += 1
         answer = next(
             (
                 later
-                for later in submits
+                for later in by_request[(op.idempotency_key, op.fingerprint)]
                 if later.invoke_ns >= op.invoke_ns
                 and later.id != op.id
                 and (later.outcome == "ok" or later.code == "ALREADY_EXISTS")
-                and later.idempotency_key == op.idempotency_key
-                and later.fingerprint == op.fingerprint
             ),
             None,
         )
