@@ -34,6 +34,9 @@ def test_short_run_against_the_reference_stack_is_clean(tmp_path: Path) -> None:
     assert history["operations"] > 0 and history["anomalies"] == [], history
     assert history["undrained"] == [] and history["health_checks"]["failed"] == 0
     assert report["faults"]["applied"], "the schedule applied no fault"
+    assert report["process_faults"] == ["server", "worker"] and report["skipped_links"] == {}
+    assert history["liveness"]["final_submit"] == "ok" and history["liveness"]["unresolved"] == 0
+    assert Path(report["timeline"]) == tmp_path / "out" / "chaos.html" and Path(report["timeline"]).is_file()
     saved = Path(history["path"])
     assert saved == tmp_path / "out" / "chaos.history.json" and saved.is_file()
     assert f"history     {saved}" in run.stdout and "OK (no anomalies)" in run.stdout
@@ -63,6 +66,10 @@ def test_broken_implementation_is_flagged(tmp_path: Path, brk: str, rules: set[s
     )
     anomalies = run.report["history"]["anomalies"]
     assert {a["rule"] for a in anomalies} & rules, anomalies[:3]
+    # No --worker-cmd: nothing uses the worker links, so they are not faulted but listed as skipped.
+    assert run.report["links"] == ["api", "server_dynamodb", "server_sqs"]
+    assert sorted(run.report["skipped_links"]) == ["worker_dynamodb", "worker_sqs"]
+    assert run.report["process_faults"] == ["server"]
     assert all(a["rule"] and a["meaning"] and a["evidence"] and "task_id" in a for a in anomalies)
     assert "ANOMALIES" in run.stdout
 
