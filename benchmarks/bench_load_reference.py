@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_throughput import _direct_round  # noqa: E402
 
-from pytest_taskqueue._stack import ReferenceStack, StackConfig  # noqa: E402
+from pytest_taskqueue._stack import StackConfig, reference_stack  # noqa: E402
 from pytest_taskqueue.cli.load import LOAD_VISIBILITY_TIMEOUT_S  # noqa: E402
 from pytest_taskqueue.load.generator import default_processes  # noqa: E402
 from pytest_taskqueue.load.limits import Step, find_max, unsustainable  # noqa: E402
@@ -69,7 +69,7 @@ def main() -> int:
     config = StackConfig(
         prefix=f"benchload-{run_id}", log_dir=log_dir, visibility_timeout=LOAD_VISIBILITY_TIMEOUT_S
     )
-    with ReferenceStack(config) as stack:
+    with reference_stack(config) as stack:
         target = stack.direct_target
 
         def step(rate: float, number: int) -> Step:

@@ -3,7 +3,7 @@
     python benchmarks/bench_stack_startup.py --runs 5 [--json]
 
 Measures, ``--runs`` times each: ElasticMQ with and without its class-data-sharing archive, moto,
-Toxiproxy, and the whole ``ReferenceStack`` (ready = gRPC health SERVING and ``worker ready``),
+Toxiproxy, and the whole reference stack (ready = gRPC health SERVING and ``worker ready``),
 plus the stack's stop. Prints min / median / max seconds per item and the machine's load average,
 since the numbers only mean something on an otherwise idle machine. The goal for the whole stack
 is <= 3 s on a 2-core machine once the cache is filled (a first run fills it and is not counted).
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pytest_taskqueue._backends import ElasticMQ, LocalBackend, MotoServer, ToxiproxyServer  # noqa: E402
-from pytest_taskqueue._stack import ReferenceStack, StackConfig  # noqa: E402
+from pytest_taskqueue._stack import StackConfig, reference_stack  # noqa: E402
 
 
 def time_backend(make: Callable[[Path], LocalBackend], log_dir: Path) -> float:
@@ -36,7 +36,7 @@ def time_backend(make: Callable[[Path], LocalBackend], log_dir: Path) -> float:
 
 
 def time_stack(log_dir: Path, phases: dict[str, list[float]]) -> tuple[float, float]:
-    stack = ReferenceStack(StackConfig(prefix="bench", log_dir=log_dir, progress=None))
+    stack = reference_stack(StackConfig(prefix="bench", log_dir=log_dir, progress=None))
     began = time.monotonic()
     stack.start()
     ready = time.monotonic() - began

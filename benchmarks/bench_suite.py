@@ -92,12 +92,12 @@ async def retry_then_dead(runs: int) -> list[float]:
     """Seconds from SubmitTask(fail_always) to a DEAD snapshot on WatchTask, on a fresh reference stack."""
     import grpc
 
-    from pytest_taskqueue._stack import ReferenceStack, StackConfig
+    from pytest_taskqueue._stack import StackConfig, reference_stack
     from taskqueue_proto import taskqueue_pb2 as pb
     from taskqueue_proto import taskqueue_pb2_grpc as pb_grpc
 
     results: list[float] = []
-    with ReferenceStack(StackConfig(prefix="bench-dead", progress=None)) as stack:
+    with reference_stack(StackConfig(prefix="bench-dead", progress=None)) as stack:
         async with grpc.aio.insecure_channel(stack.target) as channel:
             stub = pb_grpc.TaskQueueStub(channel)
             for run in range(runs):

@@ -12,6 +12,7 @@ The public surface of the plugin, for scenarios and for users who write their ow
   ``harness.get`` and ``harness.events`` (spec 3.6: UNAVAILABLE and DEADLINE_EXCEEDED retried).
 - ``TaskQueueConfig``: the parsed options (the ``taskqueue_config`` fixture).
 - ``HarnessFaults``: the stack's fault proxies (``harness.faults``).
+- ``ProcessControl``: kill, start, restart of an owned process (``harness.server``, ``harness.worker``).
 - ``run_chaos_for_harness``: the seeded chaos run against the harness's stack, checked.
 - ``pb``: the generated messages, ``taskqueue_proto.taskqueue_pb2``.
 
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from pytest_taskqueue._client import MAX_PAYLOAD_LIMIT, TERMINAL_STATUSES, TaskQueueClient
     from pytest_taskqueue._faults import HarnessFaults
-    from pytest_taskqueue._harness import HarnessNotOwnedError, TestHarness, WaitTimeout
+    from pytest_taskqueue._harness import HarnessNotOwnedError, ProcessControl, TestHarness, WaitTimeout
     from pytest_taskqueue._harness_chaos import run_chaos_for_harness
     from pytest_taskqueue._options import TaskQueueConfig
     from pytest_taskqueue._retry import RETRYABLE, RetriesExhausted, Submitted
@@ -40,6 +41,7 @@ __all__ = [
     "TERMINAL_STATUSES",
     "HarnessFaults",
     "HarnessNotOwnedError",
+    "ProcessControl",
     "RetriesExhausted",
     "Submitted",
     "TaskQueueClient",
@@ -56,6 +58,7 @@ _HOMES: dict[str, tuple[str, str | None]] = {
     "TaskQueueClient": ("pytest_taskqueue._client", "TaskQueueClient"),
     "HarnessFaults": ("pytest_taskqueue._faults", "HarnessFaults"),
     "HarnessNotOwnedError": ("pytest_taskqueue._harness", "HarnessNotOwnedError"),
+    "ProcessControl": ("pytest_taskqueue._harness", "ProcessControl"),
     "TestHarness": ("pytest_taskqueue._harness", "TestHarness"),
     "WaitTimeout": ("pytest_taskqueue._harness", "WaitTimeout"),
     "run_chaos_for_harness": ("pytest_taskqueue._harness_chaos", "run_chaos_for_harness"),

@@ -13,6 +13,7 @@ classes (written to the cache when the first run exits) brings later starts to a
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import os
@@ -21,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Self, TypedDict, Unpack
@@ -28,13 +31,12 @@ from typing import IO, Self, TypedDict, Unpack
 from pytest_taskqueue._cache import cache_dir, cache_lock
 from pytest_taskqueue._procs import (
     BackendStartError,
-    HttpWait,
     ManagedProcess,
     MissingToolError,
-    WaitStrategy,
     display_command,
     free_port,
 )
+from pytest_taskqueue._waits import HttpWait, WaitStrategy
 
 __all__ = [
     "ELASTICMQ_ARTIFACT",
@@ -42,11 +44,16 @@ __all__ = [
     "BackendOptions",
     "ElasticMQ",
     "LocalBackend",
+    "LocalBackends",
     "MotoServer",
+    "ProxyEndpoint",
     "ToxiproxyServer",
     "child_environment",
+    "dynamodb_ready",
     "ensure_elasticmq",
     "require_tool",
+    "sqs_ready",
+    "toxiproxy_ready",
 ]
 
 ELASTICMQ_VERSION = "1.6.16"
@@ -82,7 +89,57 @@ def child_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+# ----------------------------------------------------------------------------------- readiness
+
+
+def sqs_ready(endpoint: str, *, probe_timeout: float = 1.0) -> WaitStrategy:
+    """SQS (ElasticMQ) is ready when it answers ``ListQueues`` with 200."""
+    url = f"{endpoint}/?Action=ListQueues"
+    return HttpWait(url, accept=lambda status: status == 200, probe_timeout=probe_timeout)
+
+
+def dynamodb_ready(endpoint: str, *, any_answer: bool = False, probe_timeout: float = 1.0) -> WaitStrategy:
+    """DynamoDB is ready when it answers a (fake-)signed ``ListTables``: with 200, or with anything
+    (``any_answer``: an image that may check the signature)."""
+    return HttpWait(
+        endpoint + "/",
+        method="POST",
+        body=b"{}",
+        headers={
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": "DynamoDB_20120810.ListTables",
+            "Authorization": (
+                "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/dynamodb/aws4_request, "
+                "SignedHeaders=host, Signature=0"
+            ),
+        },
+        accept=(lambda status: True) if any_answer else (lambda status: status == 200),
+        probe_timeout=probe_timeout,
+    )
+
+
+def toxiproxy_ready(endpoint: str, *, probe_timeout: float = 1.0) -> WaitStrategy:
+    """Toxiproxy is ready when its API answers ``GET /version`` with 200."""
+    return HttpWait(f"{endpoint}/version", accept=lambda status: status == 200, probe_timeout=probe_timeout)
+
+
 # ------------------------------------------------------------------------------------ base class
+
+
+@dataclass(frozen=True)
+class ProxyEndpoint:
+    """A Toxiproxy proxy slot of a backend set: the ``listen`` to create it with (as Toxiproxy
+    sees it) and where a client on the host reaches it."""
+
+    name: str
+    listen: str
+    host: str
+    port: int
+
+    @property
+    def address(self) -> str:
+        """``host:port`` a client on the host connects to."""
+        return f"{self.host}:{self.port}"
 
 
 class BackendOptions(TypedDict, total=False):
@@ -411,7 +468,7 @@ class ElasticMQ(LocalBackend):
         ]
 
     def wait_strategy(self) -> WaitStrategy:
-        return HttpWait(f"{self.endpoint}/?Action=ListQueues", accept=lambda status: status == 200)
+        return sqs_ready(self.endpoint)
 
     def _make_process(self) -> ManagedProcess:
         process = super()._make_process()
@@ -483,21 +540,7 @@ class MotoServer(LocalBackend):
         ]
 
     def wait_strategy(self) -> WaitStrategy:
-        # A (fake-)signed DynamoDB ListTables: proves the DynamoDB backend itself answers.
-        return HttpWait(
-            self.endpoint + "/",
-            method="POST",
-            body=b"{}",
-            headers={
-                "Content-Type": "application/x-amz-json-1.0",
-                "X-Amz-Target": "DynamoDB_20120810.ListTables",
-                "Authorization": (
-                    "AWS4-HMAC-SHA256 Credential=test/20240101/us-east-1/dynamodb/aws4_request, "
-                    "SignedHeaders=host, Signature=0"
-                ),
-            },
-            accept=lambda status: status == 200,
-        )
+        return dynamodb_ready(self.endpoint)
 
 
 # -------------------------------------------------------------------------------------- Toxiproxy
@@ -549,4 +592,110 @@ class ToxiproxyServer(LocalBackend):
         return child_environment({"LOG_LEVEL": self.log_level} if self.log_level else None)
 
     def wait_strategy(self) -> WaitStrategy:
-        return HttpWait(f"{self.endpoint}/version", accept=lambda status: status == 200)
+        return toxiproxy_ready(self.endpoint)
+
+
+# ----------------------------------------------------------------------------------- the local set
+
+
+class LocalBackends:
+    """The local backend set of a stack: ElasticMQ (SQS), moto (DynamoDB) and Toxiproxy, as processes.
+
+    ``start()`` fills the cache for them side by side (first run: Maven and ``go install``), spawns
+    all three (ElasticMQ first: the slowest) and returns their readiness waits by name, for the
+    caller to run beside its own. Everything is on 127.0.0.1; ``ports`` are (sqs, dynamodb,
+    toxiproxy) and ``proxy_ports`` those of the proxies by name, chosen by the caller.
+    """
+
+    server_host = "127.0.0.1"
+    """Where a process the proxies reach listens."""
+
+    def __init__(
+        self,
+        ports: tuple[int, int, int],
+        proxy_ports: Mapping[str, int],
+        *,
+        log_dir: Path,
+        start_timeout: float,
+        progress: IO[str] | None,
+        cache: Path | None,
+    ) -> None:
+        self.sqs = ElasticMQ(
+            port=ports[0], log_dir=log_dir, start_timeout=start_timeout, progress=progress, cache=cache
+        )
+        self.dynamodb = MotoServer(
+            port=ports[1], log_dir=log_dir, start_timeout=start_timeout, progress=progress
+        )
+        # warn: its info level logs every connection (35 MB in a 60 s chaos run)
+        self.toxiproxy = ToxiproxyServer(
+            port=ports[2],
+            log_dir=log_dir,
+            start_timeout=start_timeout,
+            progress=progress,
+            cache=cache,
+            log_level="warn",
+        )
+        self.proxies = {
+            name: ProxyEndpoint(name, f"127.0.0.1:{port}", "127.0.0.1", port)
+            for name, port in proxy_ports.items()
+        }
+        """Each proxy slot by name: it listens on 127.0.0.1 where the host reaches it."""
+
+    @property
+    def sqs_endpoint(self) -> str:
+        """ElasticMQ's URL."""
+        return self.sqs.endpoint
+
+    @property
+    def dynamodb_endpoint(self) -> str:
+        """moto's URL."""
+        return self.dynamodb.endpoint
+
+    @property
+    def toxiproxy_url(self) -> str:
+        """Toxiproxy's HTTP API."""
+        return self.toxiproxy.endpoint
+
+    @property
+    def sqs_upstream(self) -> str:
+        """ElasticMQ's address as a proxy's upstream."""
+        return f"{self.sqs.host}:{self.sqs.port}"
+
+    @property
+    def dynamodb_upstream(self) -> str:
+        """moto's address as a proxy's upstream."""
+        return f"{self.dynamodb.host}:{self.dynamodb.port}"
+
+    @property
+    def by_role(self) -> dict[str, LocalBackend]:
+        """The backends by role: ``sqs``, ``dynamodb``, ``toxiproxy``."""
+        return {"sqs": self.sqs, "dynamodb": self.dynamodb, "toxiproxy": self.toxiproxy}
+
+    def start(self) -> dict[str, Callable[[], None]]:
+        """Prepare and spawn all three; return their readiness waits: elasticmq, moto, toxiproxy."""
+        preparing = (self.sqs, self.toxiproxy)
+        with concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="taskqueue-prepare") as pool:
+            futures = [pool.submit(backend.ensure_prepared) for backend in preparing]
+        for future in futures:
+            future.result()
+        for backend in (self.sqs, self.dynamodb, self.toxiproxy):
+            backend.spawn()
+        return {
+            "elasticmq": self.sqs.wait_ready,
+            "moto": self.dynamodb.wait_ready,
+            "toxiproxy": self.toxiproxy.wait_ready,
+        }
+
+    def processes(self) -> dict[str, ManagedProcess]:
+        """The backend processes spawned so far, by name."""
+        return {
+            backend.name: backend.process
+            for backend in (self.sqs, self.dynamodb, self.toxiproxy)
+            if backend.process is not None
+        }
+
+    def stop(self) -> None:
+        """Stop Toxiproxy, ElasticMQ and moto, in that order; idempotent."""
+        for backend in (self.toxiproxy, self.sqs, self.dynamodb):
+            with contextlib.suppress(Exception):
+                backend.stop()

@@ -141,6 +141,9 @@ class TaskQueueClient:
     ) -> None:
         self.target = target
         self.rpc_timeout = rpc_timeout
+        self._tls_ca = tls_ca
+        self._token = token
+        self._observers = tuple(observers)
         interceptors = [*([_TokenInterceptor(token)] if token else []), *observers] or None
         self.channel: grpc.aio.Channel
         if tls_ca is not None:
@@ -154,6 +157,16 @@ class TaskQueueClient:
             )
         self.stub: pb_grpc.TaskQueueAsyncStub = pb_grpc.TaskQueueStub(self.channel)
         self._health: Any = health_pb2_grpc.HealthStub(self.channel)
+
+    def for_target(self, target: str) -> TaskQueueClient:
+        """A client of another address with the same TLS, token, deadline and observers."""
+        return TaskQueueClient(
+            target,
+            tls_ca=self._tls_ca,
+            token=self._token,
+            rpc_timeout=self.rpc_timeout,
+            observers=self._observers,
+        )
 
     def _deadline(self, timeout: float | None) -> float | None:
         return self.rpc_timeout if timeout is None else timeout

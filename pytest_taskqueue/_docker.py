@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import http.client
 import os
 import signal
 import socket
@@ -45,9 +44,11 @@ from dataclasses import dataclass
 from types import FrameType, TracebackType
 from typing import Any, cast
 
+from pytest_taskqueue._backends import ProxyEndpoint, dynamodb_ready, sqs_ready, toxiproxy_ready
 from pytest_taskqueue._errors import UserMessageError
 from pytest_taskqueue._images import DEFAULT_DYNAMODB_IMAGE, DEFAULT_ELASTICMQ_IMAGE, DEFAULT_TOXIPROXY_IMAGE
-from pytest_taskqueue._procs import read_process
+from pytest_taskqueue._procs import ManagedProcess, read_process
+from pytest_taskqueue._waits import NotReady, TargetExited, WaitStrategy, wait_until_ready
 
 __all__ = [
     "DEFAULT_DYNAMODB_IMAGE",
@@ -144,22 +145,6 @@ class DockerService:
     def internal_address(self) -> str:
         """``alias:port`` from another container on the set's network (a proxy's upstream)."""
         return f"{self.alias}:{self.container_port}"
-
-
-@dataclass(frozen=True)
-class ProxyEndpoint:
-    """A Toxiproxy proxy slot: where it listens in the container and where the host reaches it."""
-
-    name: str
-    listen: str
-    """``0.0.0.0:<container port>``: the ``listen`` to create the proxy with."""
-    host: str
-    port: int
-
-    @property
-    def address(self) -> str:
-        """``host:port`` a client on the host connects to."""
-        return f"{self.host}:{self.port}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -400,49 +385,27 @@ def remove_leftovers(*, include_live: bool = False) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-# Readiness probes
+# A container as a wait target
 
 
-def _http_status(
-    host: str, port: int, method: str, path: str, body: bytes, headers: Mapping[str, str]
-) -> int:
-    """One HTTP request; the status code, or an OSError/HTTPException if nothing answered."""
-    connection = http.client.HTTPConnection(host, port, timeout=_PROBE_TIMEOUT_S)
-    try:
-        connection.request(method, path, body=body, headers=dict(headers))
-        return connection.getresponse().status
-    finally:
-        connection.close()
+class _ContainerTarget:
+    """A started container as a ``pytest_taskqueue._waits.WaitTarget``."""
 
+    def __init__(self, container: Any) -> None:
+        self._container = container
 
-def _probe_dynamodb(host: str, port: int) -> bool:
-    """DynamoDB answers a ListTables call with any HTTP response (it checks no signature)."""
-    _http_status(
-        host,
-        port,
-        "POST",
-        "/",
-        b"{}",
-        {
-            "Content-Type": "application/x-amz-json-1.0",
-            "X-Amz-Target": "DynamoDB_20120810.ListTables",
-            "Authorization": (
-                "AWS4-HMAC-SHA256 Credential=probe/20240101/us-east-1/dynamodb/aws4_request, "
-                "SignedHeaders=host, Signature=0"
-            ),
-        },
-    )
-    return True
+    def exit_status(self) -> str | None:
+        wrapped = self._container.get_wrapped_container()
+        wrapped.reload()
+        if wrapped.status in ("exited", "dead"):
+            return f"exit code {wrapped.attrs.get('State', {}).get('ExitCode')}"
+        return None
 
+    def output(self) -> str:
+        return bytes(self._container.get_wrapped_container().logs()).decode("utf-8", "replace")
 
-def _probe_sqs(host: str, port: int) -> bool:
-    """ElasticMQ answers ``ListQueues`` (query protocol) with 200."""
-    return _http_status(host, port, "GET", "/?Action=ListQueues", b"", {}) == 200
-
-
-def _probe_toxiproxy(host: str, port: int) -> bool:
-    """Toxiproxy's API answers ``GET /version`` with 200."""
-    return _http_status(host, port, "GET", "/version", b"", {}) == 200
+    def wait_for_exit(self, seconds: float) -> None:
+        time.sleep(seconds)  # the pace between probes; the exit is checked before each probe
 
 
 # ---------------------------------------------------------------------------------------------
@@ -457,7 +420,8 @@ class _Started:
     container_port: int
     container: Any
     """The testcontainers DockerContainer."""
-    probe: Callable[[str, int], bool]
+    ready: Callable[[str], WaitStrategy]
+    """Its readiness, given its endpoint on the host."""
 
 
 class DockerBackends:
@@ -661,6 +625,15 @@ class DockerBackends:
         return self._gateway
 
     @property
+    def server_host(self) -> str:
+        """Where a host process the proxies reach listens: :attr:`host_gateway`."""
+        return self.host_gateway
+
+    def processes(self) -> dict[str, ManagedProcess]:
+        """No host processes: the backends are containers."""
+        return {}
+
+    @property
     def proxies(self) -> Mapping[str, ProxyEndpoint]:
         """Every proxy slot of :data:`PROXY_PORTS`: its ``listen`` and its host address."""
         self._service("toxiproxy")
@@ -744,7 +717,7 @@ class DockerBackends:
 
     def _start_containers(self) -> None:
         specs: list[
-            tuple[str, str, str, int, Sequence[int], Sequence[str] | None, Callable[[str, int], bool]]
+            tuple[str, str, str, int, Sequence[int], Sequence[str] | None, Callable[[str], WaitStrategy]]
         ] = [
             (
                 "dynamodb",
@@ -753,9 +726,18 @@ class DockerBackends:
                 DYNAMODB_PORT,
                 [DYNAMODB_PORT],
                 self.dynamodb_command,
-                _probe_dynamodb,
+                # Any answer: DynamoDB images need not accept the probe's fake signature.
+                lambda endpoint: dynamodb_ready(endpoint, any_answer=True, probe_timeout=_PROBE_TIMEOUT_S),
             ),
-            ("sqs", self.elasticmq_image, "elasticmq", ELASTICMQ_PORT, [ELASTICMQ_PORT], None, _probe_sqs),
+            (
+                "sqs",
+                self.elasticmq_image,
+                "elasticmq",
+                ELASTICMQ_PORT,
+                [ELASTICMQ_PORT],
+                None,
+                lambda endpoint: sqs_ready(endpoint, probe_timeout=_PROBE_TIMEOUT_S),
+            ),
             (
                 "toxiproxy",
                 self.toxiproxy_image,
@@ -763,15 +745,15 @@ class DockerBackends:
                 TOXIPROXY_API_PORT,
                 [TOXIPROXY_API_PORT, *PROXY_PORTS.values()],
                 ["-host=0.0.0.0", f"-port={TOXIPROXY_API_PORT}"],
-                _probe_toxiproxy,
+                lambda endpoint: toxiproxy_ready(endpoint, probe_timeout=_PROBE_TIMEOUT_S),
             ),
         ]
-        for role, image, alias, port, ports, command, probe in specs:
+        for role, image, alias, port, ports, command, ready in specs:
             fixed = {PROXY_PORTS["api"]: self.api_port} if role == "toxiproxy" else None
             container = self._container(role, image, alias, ports, fixed)
             if command is not None:
                 container.with_command(list(command))
-            self._started[role] = _Started(role, image, alias, port, container, probe)
+            self._started[role] = _Started(role, image, alias, port, container, ready)
             with _interrupts_deferred():
                 try:
                     container.start()
@@ -781,42 +763,29 @@ class DockerBackends:
                     ) from None
 
     def _wait_ready(self) -> None:
-        """Probe every backend until it answers, its container exits, or the deadline passes."""
+        """Wait for every backend to answer, its container to exit, or the deadline to pass."""
         deadline = time.monotonic() + self.start_timeout_s
-        pending = dict(self._started)
-        last_error: dict[str, str] = {}
-        ports: dict[str, int] = {}
-        interval = 0.05
-        while pending:
-            for role, started in list(pending.items()):
-                wrapped = started.container.get_wrapped_container()
-                wrapped.reload()
-                if wrapped.status in ("exited", "dead"):
-                    raise DockerBackendError(
-                        f"taskqueue: the {role} container ({started.image}) exited during start-up "
-                        f"(exit code {wrapped.attrs.get('State', {}).get('ExitCode')}); log tail:\n"
-                        f"{_log_tail(started.container)}"
-                    )
-                if role not in ports:
-                    ports[role] = _mapped_port(wrapped, started.container_port)
-                try:
-                    if started.probe(self._host, ports[role]):
-                        del pending[role]
-                        continue
-                    last_error[role] = "answered, but not yet with success"
-                except (OSError, http.client.HTTPException) as exc:
-                    last_error[role] = _root_cause(exc) or type(exc).__name__
-            if not pending:
-                break
-            if time.monotonic() >= deadline:
-                role, started = next(iter(pending.items()))
+        for role, started in self._started.items():
+            port = _mapped_port(started.container.get_wrapped_container(), started.container_port)
+            try:
+                wait_until_ready(
+                    _ContainerTarget(started.container),
+                    started.ready(f"http://{self._host}:{port}"),
+                    max(deadline - time.monotonic(), 0.0),
+                    first=0.05,
+                    cap=0.5,
+                )
+            except TargetExited as exited:
+                raise DockerBackendError(
+                    f"taskqueue: the {role} container ({started.image}) exited during start-up "
+                    f"({exited.status}); log tail:\n{_log_tail(started.container)}"
+                ) from None
+            except NotReady as late:
                 raise DockerBackendError(
                     f"taskqueue: the {role} container ({started.image}) did not answer on "
-                    f"{self._host}:{ports.get(role)} within {self.start_timeout_s:.0f} s "
-                    f"(last probe: {last_error.get(role, 'none')}); log tail:\n{_log_tail(started.container)}"
-                )
-            time.sleep(interval)  # poll interval between probes, bounded by the deadline
-            interval = min(interval * 2, 0.5)
+                    f"{self._host}:{port} within {self.start_timeout_s:.0f} s "
+                    f"(last probe: {late.last_probe}); log tail:\n{_log_tail(started.container)}"
+                ) from None
 
     def _collect_endpoints(self) -> None:
         for role, started in self._started.items():

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import hashlib
 import itertools
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 import grpc
@@ -34,9 +34,9 @@ __all__ = [
     "HarnessNotOwnedError",
     "KeyFactory",
     "OwnedBackends",
+    "ProcessControl",
     "TestHarness",
     "WaitTimeout",
-    "WorkerControl",
     "format_task",
 ]
 
@@ -119,32 +119,36 @@ class KeyFactory:
         return f"{self.namespace}-{clipped}{suffix}"
 
 
-class WorkerControl:
-    """Kill, start and restart the harness-owned worker process (``harness.worker``).
+class ProcessControl:
+    """Kill, start and restart one harness-owned process (``harness.server``, ``harness.worker``).
 
-    ``kill()`` is SIGKILL of its process group (an attempt dies mid-way, spec 7.2).
-    ``start()`` and ``restart()`` (a graceful stop, then a start) spawn it and return at once;
-    ``await wait_ready()`` then waits, off the event loop, until it reports ready. Other
-    attributes of the supervised process (``pid``, ``running``, ``log_tail()``) pass through.
+    ``kill()`` is SIGKILL of its process group (a crash: an attempt dies mid-way, spec 7.2).
+    ``start()`` and ``restart()`` (SIGTERM, a graceful stop within its shutdown grace, then a start)
+    spawn it and return at once; ``await wait_ready()`` then waits, off the event loop, until it is
+    ready (the API: gRPC health SERVING). Other attributes of the supervised process (``pid``,
+    ``running``, ``log_tail()``) pass through.
     """
 
     def __init__(self, process: Any) -> None:
         self._process = process
 
+    def __repr__(self) -> str:
+        return f"<ProcessControl {self._process!r}>"
+
     def kill(self) -> None:
-        """SIGKILL the worker now."""
+        """SIGKILL the process (and its process group) now."""
         self._process.kill()
 
     def start(self) -> None:
-        """Spawn the worker again (after ``kill``); then ``await wait_ready()``."""
+        """Spawn the process again (after ``kill``); then ``await wait_ready()``."""
         self._process.start(wait=False)
 
     def restart(self) -> None:
-        """Stop the worker gracefully if it runs, then spawn it; then ``await wait_ready()``."""
+        """Stop the process gracefully (SIGTERM) if it runs, then spawn it; then ``await wait_ready()``."""
         self._process.restart(wait=False)
 
     async def wait_ready(self, timeout: float | None = None) -> None:  # noqa: ASYNC109 (a thread's deadline)
-        """Wait until the worker reports ready (raises the supervisor's error, with its log tail, if not)."""
+        """Wait until it is ready (raises the supervisor's error, with its log tail, if not)."""
         await asyncio.to_thread(self._process.wait_ready, timeout)
 
     def __getattr__(self, name: str) -> Any:
@@ -159,9 +163,11 @@ class OwnedBackends:
         self.stack = stack
         self.db = db
         self.sqs = sqs
-        self.server = WorkerControl(stack.server)
-        # An implementation run by --taskqueue-target-cmd may have no separate worker (spec 10.3).
-        self.worker = WorkerControl(stack.worker) if getattr(stack, "has_worker", True) else None
+        self.server = ProcessControl(stack.server)
+        # An implementation run by --taskqueue-target-cmd may have no separate worker (spec 10.3):
+        # its API process runs the work, so "the worker" is that process.
+        self.worker_is_server = not getattr(stack, "has_worker", True)
+        self.worker = self.server if self.worker_is_server else ProcessControl(stack.worker)
 
 
 class TestHarness:
@@ -382,7 +388,7 @@ class TestHarness:
 
     @property
     def stack(self) -> Any:
-        """The harness-owned ``ReferenceStack`` (endpoints, Toxiproxy, processes)."""
+        """The harness-owned ``Stack`` (endpoints, Toxiproxy, processes)."""
         return self._owned("stack").stack
 
     @property
@@ -416,23 +422,49 @@ class TestHarness:
         return float(self._owned("visibility_timeout").stack.visibility_timeout)
 
     @property
-    def worker(self) -> WorkerControl:
-        """The owned worker process: ``kill()``, ``start()``, ``restart()``, ``await wait_ready()``.
+    def worker(self) -> ProcessControl:
+        """The process that runs the work: ``kill()``, ``start()``, ``restart()``, ``await wait_ready()``.
 
-        Skips the test when the harness runs an implementation without ``--taskqueue-worker-cmd``.
+        The separate worker process, or, for an implementation run without
+        ``--taskqueue-worker-cmd``, its API process (``worker_is_server``): killing the worker then
+        kills the API process too.
         """
-        worker = self._owned("worker").worker
-        if worker is None:
-            from pytest_taskqueue._faults import NO_WORKER_REASON
-
-            pytest.skip(NO_WORKER_REASON)
-        return worker
+        return self._owned("worker").worker
 
     @property
-    def server(self) -> WorkerControl:
-        """The owned API server process (the reference server, or the ``--taskqueue-target-cmd`` one):
-        ``kill()``, ``start()``, ``restart()``, ``await wait_ready()``."""
+    def worker_is_server(self) -> bool:
+        """True when the work runs inside the API process (no ``--taskqueue-worker-cmd``), so
+        ``harness.worker`` and ``harness.server`` control the same process."""
+        return self._owned("worker_is_server").worker_is_server
+
+    @property
+    def server(self) -> ProcessControl:
+        """The API process (the reference server, or the ``--taskqueue-target-cmd`` one):
+        ``kill()`` (SIGKILL), ``start()``, ``restart()`` (graceful), ``await wait_ready()``."""
         return self._owned("server").server
+
+    @contextlib.asynccontextmanager
+    async def second_api(self) -> AsyncIterator[TaskQueueClient]:
+        """A second API process of the same implementation on the same backends, while the block runs.
+
+        ``async with harness.second_api() as client:`` starts it on a free port of its own, waits
+        until its gRPC health answers SERVING and yields a ``TaskQueueClient`` connected to it
+        directly (not through a Toxiproxy proxy; its DynamoDB and SQS links go through the same
+        ``server_dynamodb``/``server_sqs`` proxies as the first API's). On exit the client is
+        closed and the process stopped (SIGTERM, then SIGKILL), whatever happened in the block.
+        A process that cannot start raises ``BackendStartError`` with its command and log tail.
+        """
+        stack = self._owned("second_api").stack
+        extra = stack.api_process("second")
+        try:
+            await asyncio.to_thread(extra.process.start)
+            client = self.api.for_target(extra.target)
+            try:
+                yield client
+            finally:
+                await client.close()
+        finally:
+            await asyncio.to_thread(extra.process.stop)
 
     # -- faults ---------------------------------------------------------------------------------
 

@@ -299,7 +299,7 @@ def _implementation_commands(
         )
     if backend != "local":
         raise pytest.UsageError(f"{target_cmd.name}: works with --taskqueue-backend=local only")
-    from pytest_taskqueue._faults import ImplementationCommands, TemplateError
+    from pytest_taskqueue._implementation import ImplementationCommands, TemplateError
 
     try:
         ImplementationCommands.parse(target_cmd.value, worker_cmd.value if worker_cmd is not None else None)

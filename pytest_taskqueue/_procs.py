@@ -1,12 +1,13 @@
-"""Process supervision for the harness-owned stack: start, wait until ready, stop on every path.
+"""Process supervision: every process the toolkit starts runs as a ``ManagedProcess``.
 
 ``ManagedProcess`` runs one command with its output appended to a log file, in a process group of
 its own, and with Linux's parent-death signal set so the child dies with the harness even when the
-harness is SIGKILLed. It waits for readiness with a ``WaitStrategy`` (HTTP, TCP, a log line, gRPC
-health) that probes until a deadline, backing off a little between probes and returning early when
-the process exits; nothing sleeps a fixed time. A start that fails (early exit, timeout, missing
-binary) stops what it started and raises ``BackendStartError`` whose first line names the backend,
-the reason and the command line, followed by the tail of the log.
+harness is SIGKILLed; ``stop`` sends SIGTERM to the group, then SIGKILL. It is a
+``pytest_taskqueue._waits.WaitTarget``: it waits for readiness with a ``WaitStrategy`` (HTTP, TCP,
+a log line, gRPC health), returning early when the process exits; nothing sleeps a fixed time. A
+start that fails (early exit, timeout, missing binary) stops what it started and raises
+``BackendStartError`` whose first line names the backend, the reason and the command line,
+followed by the tail of the log.
 
 Parent-death signals are tied to the *thread* that forked the child, not the process: a child
 started from a short-lived thread would be killed when that thread ends. All children are therefore
@@ -18,16 +19,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
-import http.client
 import os
 import queue
-import re
 import shlex
 import signal
 import socket
 import subprocess
 import threading
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -35,20 +33,14 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, NoReturn, Self
 
-from fault_injection import Backoff
+from pytest_taskqueue._waits import NotReady, TargetExited, WaitStrategy, wait_until_ready
 
 __all__ = [
-    "AllOf",
     "BackendStartError",
-    "GrpcHealthWait",
-    "HttpWait",
-    "LogLineWait",
     "ManagedProcess",
     "MissingToolError",
     "ProcessRecord",
     "StartAborted",
-    "TcpWait",
-    "WaitStrategy",
     "display_command",
     "free_port",
     "free_ports",
@@ -251,216 +243,6 @@ def read_process(pid: int) -> ProcessRecord | None:
     )
 
 
-class WaitStrategy:
-    """How to tell that a process is ready: ``probe`` is tried until it returns True or time runs out.
-
-    A probe must return quickly (it is retried); it records why it failed in ``last_error`` so a
-    timeout can say what was seen.
-    """
-
-    last_error: str = "no probe yet"
-
-    def describe(self) -> str:
-        """What is awaited, for error messages."""
-        return type(self).__name__
-
-    def reset(self, process: ManagedProcess) -> None:
-        """Called at each start of ``process`` (before the first probe)."""
-        self.last_error = "no probe yet"
-
-    def probe(self, process: ManagedProcess) -> bool:
-        """One readiness check; True when ready."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Release what the probes hold (connections)."""
-
-
-class HttpWait(WaitStrategy):
-    """Ready when an HTTP request to ``url`` gets an answer whose status passes ``accept``.
-
-    The default accepts any status below 500: the server parses HTTP, which is what "answers" means.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        *,
-        method: str = "GET",
-        body: bytes | None = None,
-        headers: Mapping[str, str] | None = None,
-        accept: Callable[[int], bool] = lambda status: status < 500,
-        probe_timeout: float = 1.0,
-    ) -> None:
-        parsed = urllib.parse.urlsplit(url)
-        if parsed.scheme != "http" or parsed.hostname is None:
-            raise ValueError(f"HttpWait needs an http:// URL, got {url!r}")
-        self.url = url
-        self._host = parsed.hostname
-        self._port = parsed.port or 80
-        self._path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
-        self._method = method
-        self._body = body
-        self._headers = dict(headers or {})
-        self._accept = accept
-        self._timeout = probe_timeout
-
-    def describe(self) -> str:
-        return f"HTTP {self._method} {self.url}"
-
-    def probe(self, process: ManagedProcess) -> bool:
-        connection = http.client.HTTPConnection(self._host, self._port, timeout=self._timeout)
-        try:
-            connection.request(self._method, self._path, body=self._body, headers=self._headers)
-            response = connection.getresponse()
-            response.read()
-        except (OSError, http.client.HTTPException) as error:
-            self.last_error = f"{type(error).__name__}: {error}"
-            return False
-        finally:
-            connection.close()
-        if self._accept(response.status):
-            return True
-        self.last_error = f"HTTP {response.status}"
-        return False
-
-
-class TcpWait(WaitStrategy):
-    """Ready when a TCP connection to ``host:port`` is accepted."""
-
-    def __init__(self, host: str, port: int, *, probe_timeout: float = 1.0) -> None:
-        self.host = host
-        self.port = port
-        self._timeout = probe_timeout
-
-    def describe(self) -> str:
-        return f"TCP connect to {self.host}:{self.port}"
-
-    def probe(self, process: ManagedProcess) -> bool:
-        try:
-            with socket.create_connection((self.host, self.port), timeout=self._timeout):
-                return True
-        except OSError as error:
-            self.last_error = f"{type(error).__name__}: {error}"
-            return False
-
-
-class LogLineWait(WaitStrategy):
-    """Ready when a line of the process's output (since this start) matches ``pattern``."""
-
-    def __init__(self, pattern: str | re.Pattern[str]) -> None:
-        self.pattern = re.compile(pattern) if isinstance(pattern, str) else pattern
-        self._offset = 0
-        self._partial = ""
-
-    def describe(self) -> str:
-        return f"a log line matching {self.pattern.pattern!r}"
-
-    def reset(self, process: ManagedProcess) -> None:
-        super().reset(process)
-        self._offset = process.run_log_offset
-        self._partial = ""
-
-    def probe(self, process: ManagedProcess) -> bool:
-        try:
-            with open(process.log_path, "rb") as log:
-                log.seek(self._offset)
-                chunk = log.read()
-        except OSError as error:
-            self.last_error = f"cannot read the log: {error}"
-            return False
-        self._offset += len(chunk)
-        text = self._partial + chunk.decode("utf-8", "replace")
-        lines = text.split("\n")
-        self._partial = lines.pop()  # an unfinished last line waits for the rest
-        if any(self.pattern.search(line) for line in lines):
-            return True
-        self.last_error = "no matching line yet"
-        return False
-
-
-class GrpcHealthWait(WaitStrategy):
-    """Ready when ``grpc.health.v1.Health/Check`` of ``service`` ("" = overall) answers SERVING."""
-
-    def __init__(self, target: str, service: str = "", *, probe_timeout: float = 1.0) -> None:
-        self.target = target
-        self.service = service
-        self._timeout = probe_timeout
-        self._channel: Any = None
-
-    def describe(self) -> str:
-        shown = f" of service {self.service!r}" if self.service else ""
-        return f"gRPC health{shown} SERVING at {self.target}"
-
-    def probe(self, process: ManagedProcess) -> bool:
-        import grpc
-        from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-        if self._channel is None:
-            # Short reconnect backoff: the default waits a second after the first refused connect.
-            self._channel = grpc.insecure_channel(
-                self.target,
-                options=[
-                    ("grpc.initial_reconnect_backoff_ms", 20),
-                    ("grpc.min_reconnect_backoff_ms", 20),
-                    ("grpc.max_reconnect_backoff_ms", 100),
-                ],
-            )
-        stub = health_pb2_grpc.HealthStub(self._channel)
-        try:
-            answer = stub.Check(
-                health_pb2.HealthCheckRequest(service=self.service),
-                timeout=self._timeout,
-                wait_for_ready=True,
-            )
-        except grpc.RpcError as error:
-            code = error.code() if hasattr(error, "code") else None
-            self.last_error = (
-                f"{getattr(code, 'name', code)}: {error.details() if hasattr(error, 'details') else error}"
-            )
-            return False
-        if answer.status == health_pb2.HealthCheckResponse.SERVING:
-            return True
-        self.last_error = f"health status {health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)}"
-        return False
-
-    def close(self) -> None:
-        if self._channel is not None:
-            self._channel.close()
-            self._channel = None
-
-
-class AllOf(WaitStrategy):
-    """Ready when every strategy has been ready once (each is probed until it is)."""
-
-    def __init__(self, *strategies: WaitStrategy) -> None:
-        self.strategies = strategies
-        self._done: set[int] = set()
-
-    def describe(self) -> str:
-        return " and ".join(strategy.describe() for strategy in self.strategies)
-
-    def reset(self, process: ManagedProcess) -> None:
-        super().reset(process)
-        self._done.clear()
-        for strategy in self.strategies:
-            strategy.reset(process)
-
-    def probe(self, process: ManagedProcess) -> bool:
-        for index, strategy in enumerate(self.strategies):
-            if index in self._done:
-                continue
-            if not strategy.probe(process):
-                self.last_error = f"{strategy.describe()}: {strategy.last_error}"
-                return False
-            self._done.add(index)
-        return True
-
-    def close(self) -> None:
-        for strategy in self.strategies:
-            strategy.close()
-
-
 # -------------------------------------------------------------------------------------- processes
 
 
@@ -596,8 +378,6 @@ class ManagedProcess:
                     ) from error
             with _LIVE_LOCK:
                 _LIVE.add(self)
-            if self.wait is not None:
-                self.wait.reset(self)
         if wait:
             self.wait_ready()
         return self
@@ -613,31 +393,36 @@ class ManagedProcess:
                 self._fail(f"exited with code {popen.returncode} at start")
             return
         limit = self.start_timeout if timeout is None else timeout
-        backoff = Backoff(limit, first=_FIRST_DELAY_S, factor=1.5, cap=_MAX_DELAY_S)
         try:
-            while True:
-                if popen.poll() is not None:
-                    if self._stopping:
-                        raise StartAborted(
-                            self.name, "was stopped before it was ready", command=self.command_line
-                        )
-                    self._fail(
-                        f"exited with code {popen.returncode} before it was ready "
-                        f"(waiting for {strategy.describe()})"
-                    )
-                if strategy.probe(self):
-                    return
-                pause = backoff.pause()
-                if pause is None:
-                    self._fail(
-                        f"not ready after {limit:.1f} s (waiting for {strategy.describe()}; "
-                        f"last probe: {strategy.last_error})"
-                    )
-                # Returns early if the process exits, so an early crash is reported at once.
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    popen.wait(pause)
-        finally:
-            strategy.close()
+            wait_until_ready(self, strategy, limit)
+        except TargetExited as exited:
+            if self._stopping:
+                reason = "was stopped before it was ready"
+                raise StartAborted(self.name, reason, command=self.command_line) from None
+            self._fail(str(exited))
+        except NotReady as late:
+            self._fail(str(late))
+
+    # -------------------------------------------------------------------- as a wait target
+
+    def exit_status(self) -> str | None:
+        """None while the current run goes on; else ``exited with code N``."""
+        code = self.returncode
+        return None if code is None else f"exited with code {code}"
+
+    def output(self) -> str:
+        """What this run has written to its log so far."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self.run_log_offset)
+            return log.read().decode("utf-8", "replace")
+
+    def wait_for_exit(self, seconds: float) -> None:
+        """Wait up to ``seconds``; returns at once when the process exits."""
+        popen = self._popen
+        if popen is None:
+            return
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            popen.wait(seconds)
 
     def _fail(self, reason: str) -> NoReturn:
         self.stop()

@@ -1,72 +1,67 @@
-"""The harness-owned reference stack: backends, Toxiproxy, the reference API server and a worker.
+"""A stack: one implementation run on harness-owned backends, every link through Toxiproxy.
 
-``ReferenceStack`` starts, on random free 127.0.0.1 ports picked up front:
+``Stack(config, implementation)`` starts, on random free 127.0.0.1 ports:
 
-- ElasticMQ (SQS), moto (DynamoDB) and Toxiproxy, in parallel;
+- the backends: ElasticMQ (SQS), moto (DynamoDB) and Toxiproxy, as local processes
+  (``pytest_taskqueue._backends.LocalBackends``) or, with ``StackConfig(backend="docker")``, as
+  containers (``pytest_taskqueue._docker.DockerBackends``, docs/docker.md);
 - the Toxiproxy proxies ``api``, ``server_dynamodb``, ``server_sqs``, ``worker_dynamodb`` and
   ``worker_sqs`` as soon as Toxiproxy answers, so every link of the stack can be faulted;
-- ``python -m reference_server serve`` and ``... worker`` at the same time as the backends (they
-  retry their backends until ``--startup-timeout``), pointed at the proxies;
-- both queues, created by the harness once ElasticMQ answers (it needs their URLs for the DLQ
-  scenarios); the table is the server's own (``--create-resources``): its key schema is the
-  reference's business, not the harness's.
+- the implementation's API command and its worker command if it has one
+  (``pytest_taskqueue._implementation``), pointed at the proxies: with the backends when it retries
+  them itself (the reference does), else once they answer.
 
-With ``StackConfig(backend="docker")`` the three backends are containers instead
-(``pytest_taskqueue._docker.DockerBackends``, docs/docker.md), started before the server and the
-worker since Docker picks their ports; the proxies then live in the Toxiproxy container and the API
-server listens on the host's address on the containers' network, where the ``api`` proxy reaches it.
+The reference stack is one such stack: ``reference_stack(config)``, the reference server and
+worker (``reference_implementation``). The implementation creates its own table and queues (spec
+10.1); the stack reads the queues' URLs and visibility timeout once it is ready.
 
-It is ready when the API's gRPC health is SERVING and the worker printed ``worker ready``. Any
-failure stops everything already started and raises ``BackendStartError`` (the root cause: a
-backend's failure wins over the server timing out because of it). ``stop()`` stops the worker,
-the server, Toxiproxy and the backends, in that order, and is safe to call on every exit path.
+It is ready when the API's gRPC health is SERVING and the worker is ready (the reference worker
+prints ``worker ready``; another worker must still run). Any failure stops everything already
+started and raises ``BackendStartError`` (the root cause: a backend's failure wins over the server
+timing out because of it). ``stop()`` stops the worker, the API process(es), Toxiproxy and the
+backends, in that order, and is safe to call on every exit path.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import contextlib
-import functools
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, Any, Self
+from typing import IO, TYPE_CHECKING, Any, Protocol, Self
 
-from pytest_taskqueue._backends import ElasticMQ, LocalBackend, MotoServer, ToxiproxyServer, child_environment
-from pytest_taskqueue._procs import (
-    BackendStartError,
-    GrpcHealthWait,
-    LogLineWait,
-    ManagedProcess,
-    StartAborted,
-    WaitStrategy,
-    free_port,
-    free_ports,
+from pytest_taskqueue._backends import LocalBackend, LocalBackends, ProxyEndpoint
+from pytest_taskqueue._implementation import (
+    TEST_CREDENTIALS,
+    ImplementationCommands,
+    implementation_environment,
+    reference_implementation,
 )
+from pytest_taskqueue._procs import BackendStartError, ManagedProcess, StartAborted, free_port, free_ports
+from pytest_taskqueue._waits import GrpcHealthWait, LogLineWait
 
 if TYPE_CHECKING:
-    from pytest_taskqueue._docker import DockerBackends
+    pass
 
-__all__ = ["PROXY_NAMES", "ReferenceStack", "StackConfig"]
+__all__ = ["PROXY_NAMES", "ApiProcess", "Stack", "StackConfig", "reference_stack"]
 
 PROXY_NAMES = ("api", "server_dynamodb", "server_sqs", "worker_dynamodb", "worker_sqs")
 """The Toxiproxy proxies of the stack, one per link."""
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,70}$")
-_TEST_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 
 
 @dataclass(frozen=True)
 class StackConfig:
-    """How to run the reference stack; the defaults suit tests (short timeouts and backoffs).
+    """How to run a stack; the defaults suit tests (short timeouts and backoffs).
 
     ``prefix`` names the table and queues (``<prefix>``, ``<prefix>``, ``<prefix>-dlq``) unless
     they are given; use a per-run or per-xdist-worker prefix. ``api_port`` 0 picks a free port for
@@ -122,85 +117,107 @@ class StackConfig:
         return self.dead_letter_queue or f"{self.prefix}-dlq"
 
 
-@dataclass
-class _Ports:
-    elasticmq: int
-    moto: int
-    toxiproxy: int
-    server: int
-    api: int
-    server_dynamodb: int
-    server_sqs: int
-    worker_dynamodb: int
-    worker_sqs: int
+class _BackendSet(Protocol):
+    """What a stack needs of its backends, local processes or containers alike."""
+
+    @property
+    def server_host(self) -> str: ...
+    @property
+    def sqs_endpoint(self) -> str: ...
+    @property
+    def dynamodb_endpoint(self) -> str: ...
+    @property
+    def toxiproxy_url(self) -> str: ...
+    @property
+    def sqs_upstream(self) -> str: ...
+    @property
+    def dynamodb_upstream(self) -> str: ...
+    @property
+    def proxies(self) -> Mapping[str, ProxyEndpoint]: ...
+    def processes(self) -> dict[str, ManagedProcess]: ...
+    def stop(self) -> None: ...
 
 
-class ReferenceStack:
-    """The whole reference stack as one context manager (or ``start()``/``stop()``).
+@dataclass(frozen=True)
+class ApiProcess:
+    """One more API process of the stack's implementation (``Stack.api_process``)."""
+
+    process: ManagedProcess
+    target: str
+    """``host:port`` where it listens (direct, not through a proxy)."""
+
+
+class Stack:
+    """One implementation on harness-owned backends, as one context manager (or ``start()``/``stop()``).
 
     After ``start()``: ``target`` (API through Toxiproxy), ``direct_target``, ``dynamodb_endpoint``,
-    ``sqs_endpoint`` (direct backend URLs), ``toxiproxy_url``, ``table``, ``queue``,
-    ``dead_letter_queue``, ``queue_url``, ``dead_letter_queue_url``, ``region``, and the processes
-    ``server`` and ``worker`` (``ManagedProcess``: ``kill()``, ``start()``, ``restart()``, ...).
+    ``sqs_endpoint`` (direct backend URLs), ``toxiproxy_url``, ``proxies``, ``table``, ``queue``,
+    ``dead_letter_queue``, ``queue_url``, ``dead_letter_queue_url``, ``visibility_timeout``,
+    ``region``, and the processes ``server`` and ``worker`` (``ManagedProcess``: ``kill()``,
+    ``start()``, ``restart()``, ...; ``worker`` only when ``has_worker``).
     """
 
-    def __init__(self, config: StackConfig | None = None) -> None:
-        self.config = config or StackConfig()
+    def __init__(self, config: StackConfig, implementation: ImplementationCommands) -> None:
+        if config.backend != "local" and "host" not in implementation.server.fields:
+            raise ValueError(
+                "--taskqueue-target-cmd runs the implementation beside local backends only "
+                f"(the {config.backend!r} backend is not supported with it)"
+            )
+        self.config = config
+        self.implementation = implementation
         self.timings: dict[str, float] = {}
         self.queue_url = ""
         self.dead_letter_queue_url = ""
-        self._ports: _Ports | None = None
+        self._visibility: int | None = None
+        self._backends: _BackendSet | None = None
+        self._server_port = 0
         self._log_dir: Path | None = None
         self._own_log_dir = False
-        self._elasticmq: ElasticMQ | None = None
-        self._moto: MotoServer | None = None
-        self._toxiproxy: ToxiproxyServer | None = None
-        self._docker: DockerBackends | None = None
-        self._server_host = "127.0.0.1"
         self._server: ManagedProcess | None = None
         self._worker: ManagedProcess | None = None
+        self._more_apis: list[ManagedProcess] = []
+        self._sqs_client: Any = None
         self._started = False
         self._failed = False
         self._lock = threading.Lock()
 
     # ---------------------------------------------------------------------------------- endpoints
 
-    def _need(self) -> _Ports:
-        if self._ports is None:
-            raise RuntimeError("the reference stack is not started")
-        return self._ports
+    def _need(self) -> _BackendSet:
+        if self._backends is None:
+            raise RuntimeError("the stack is not started")
+        return self._backends
 
     @property
     def target(self) -> str:
         """``127.0.0.1:PORT`` of the API through the ``api`` Toxiproxy proxy (what tests use)."""
-        return f"127.0.0.1:{self._need().api}"
+        return self._need().proxies["api"].address
 
     @property
     def direct_target(self) -> str:
         """``HOST:PORT`` of the API server itself, bypassing Toxiproxy (``127.0.0.1``; with the
         docker backend, the host's address on the containers' network)."""
-        return f"{self._server_host}:{self._need().server}"
+        return f"{self._need().server_host}:{self._server_port}"
 
     @property
     def dynamodb_endpoint(self) -> str:
-        """moto's URL (direct, not through Toxiproxy)."""
-        return f"http://127.0.0.1:{self._need().moto}"
+        """DynamoDB's URL (direct, not through Toxiproxy)."""
+        return self._need().dynamodb_endpoint
 
     @property
     def sqs_endpoint(self) -> str:
-        """ElasticMQ's URL (direct, not through Toxiproxy)."""
-        return f"http://127.0.0.1:{self._need().elasticmq}"
+        """SQS's (ElasticMQ's) URL (direct, not through Toxiproxy)."""
+        return self._need().sqs_endpoint
 
     @property
     def toxiproxy_url(self) -> str:
         """Toxiproxy's HTTP API."""
-        return f"http://127.0.0.1:{self._need().toxiproxy}"
+        return self._need().toxiproxy_url
 
     @property
     def proxies(self) -> dict[str, str]:
-        """Each Toxiproxy proxy's listen address (``host:port``) by name."""
-        ports = self._need()
-        return {name: f"127.0.0.1:{getattr(ports, name)}" for name in PROXY_NAMES}
+        """Each Toxiproxy proxy's listen address on the host (``host:port``) by name."""
+        return {name: slot.address for name, slot in self._need().proxies.items()}
 
     @property
     def table(self) -> str:
@@ -224,8 +241,8 @@ class ReferenceStack:
 
     @property
     def visibility_timeout(self) -> int:
-        """Seconds a received message stays invisible (the worker's lease)."""
-        return self.config.visibility_timeout
+        """The work queue's visibility timeout as SQS reports it (else the configured one)."""
+        return self._visibility if self._visibility is not None else self.config.visibility_timeout
 
     @property
     def log_dir(self) -> Path | None:
@@ -233,39 +250,37 @@ class ReferenceStack:
         return self._log_dir
 
     @property
+    def has_worker(self) -> bool:
+        """True when the implementation has a separate worker process (``worker``)."""
+        return self.implementation.worker is not None
+
+    @property
     def server(self) -> ManagedProcess:
-        """The reference API server process."""
+        """The implementation's API process."""
         if self._server is None:
-            raise RuntimeError("the reference stack is not started")
+            raise RuntimeError("the stack is not started")
         return self._server
 
     @property
     def worker(self) -> ManagedProcess:
-        """The reference worker process."""
+        """The implementation's worker process (only when ``has_worker``)."""
         if self._worker is None:
-            raise RuntimeError("the reference stack is not started")
+            why = "the implementation has no worker command" if self._server else "the stack is not started"
+            raise RuntimeError(why)
         return self._worker
 
     @property
     def backends(self) -> dict[str, LocalBackend]:
-        """The backend processes by role (``sqs``, ``dynamodb``, ``toxiproxy``) once created."""
-        found: dict[str, LocalBackend | None] = {
-            "sqs": self._elasticmq,
-            "dynamodb": self._moto,
-            "toxiproxy": self._toxiproxy,
-        }
-        return {role: backend for role, backend in found.items() if backend is not None}
+        """The local backend processes by role (``sqs``, ``dynamodb``, ``toxiproxy``); none on docker."""
+        found = self._backends
+        return found.by_role if isinstance(found, LocalBackends) else {}
 
     def processes(self) -> dict[str, ManagedProcess]:
         """Every process of the stack that has been created, by name."""
-        found: dict[str, ManagedProcess] = {}
-        for backend in self.backends.values():
-            if backend.process is not None:
-                found[backend.name] = backend.process
-        if self._server is not None:
-            found[self._server.name] = self._server
-        if self._worker is not None:
-            found[self._worker.name] = self._worker
+        found = dict(self._backends.processes()) if self._backends is not None else {}
+        for process in (self._server, self._worker, *self._more_apis):
+            if process is not None:
+                found[process.name] = process
         return found
 
     def crashed(self) -> ManagedProcess | None:
@@ -283,7 +298,7 @@ class ReferenceStack:
 
     def as_dict(self) -> dict[str, Any]:
         """The endpoints and names as JSON-ready data (``taskqueue-harness up --json``)."""
-        return {
+        data: dict[str, Any] = {
             "target": self.target,
             "dynamodb": self.dynamodb_endpoint,
             "sqs": self.sqs_endpoint,
@@ -300,6 +315,74 @@ class ReferenceStack:
             "log_dir": str(self._log_dir),
             "backend": self.config.backend,
         }
+        if self.implementation.name != "reference":
+            data["target_cmd"] = self._server.command_line if self._server is not None else None
+            data["worker_cmd"] = self._worker.command_line if self._worker is not None else None
+        return data
+
+    # ------------------------------------------------------------------------- the implementation
+
+    def placeholder_values(self, side: str, port: int | None = None) -> dict[str, str]:
+        """What the command templates' placeholders stand for; ``side`` is ``server`` or ``worker``."""
+        backends = self._need()
+        return {
+            "host": backends.server_host,
+            "port": str(self._server_port if port is None else port),
+            "dynamodb": f"http://{backends.proxies[side + '_dynamodb'].address}",
+            "sqs": f"http://{backends.proxies[side + '_sqs'].address}",
+            "region": self.region,
+            "table": self.table,
+            "queue": self.queue,
+            "dlq": self.dead_letter_queue,
+        }
+
+    def _log_path(self, name: str) -> Path:
+        if self._log_dir is None:
+            raise RuntimeError("the stack is not started")
+        return self._log_dir / name
+
+    def _api(self, name: str, log_name: str, port: int) -> ManagedProcess:
+        host = self._need().server_host
+        return ManagedProcess(
+            name,
+            self.implementation.server.render(self.placeholder_values("server", port)),
+            log_path=self._log_path(log_name),
+            wait=GrpcHealthWait(f"{host}:{port}"),
+            env=implementation_environment(self.region),
+            start_timeout=self.config.start_timeout,
+            stop_timeout=self.config.shutdown_grace + 5.0,
+        )
+
+    def _worker_process(self) -> ManagedProcess | None:
+        implementation = self.implementation
+        if implementation.worker is None:
+            return None
+        ready = implementation.worker_ready
+        return ManagedProcess(
+            implementation.worker_name,
+            implementation.worker.render(self.placeholder_values("worker")),
+            log_path=self._log_path(implementation.worker_log),
+            wait=LogLineWait(ready) if ready is not None else None,
+            env=implementation_environment(self.region),
+            start_timeout=self.config.start_timeout,
+            stop_timeout=self.config.shutdown_grace + 5.0,
+        )
+
+    def api_process(self, label: str = "second") -> ApiProcess:
+        """One more API process of the implementation, on the same backends; not started.
+
+        It listens on a free port of its own, reached directly (not through a Toxiproxy proxy);
+        its DynamoDB and SQS links go through the same ``server_dynamodb``/``server_sqs`` proxies
+        as the first API process's. It is stopped with the stack if not before.
+        """
+        host = self._need().server_host
+        port = free_port(host)
+        stem = Path(self.implementation.server_log)
+        process = self._api(
+            f"{self.implementation.server_name} [{label}]", f"{stem.stem}-{label}{stem.suffix}", port
+        )
+        self._more_apis.append(process)
+        return ApiProcess(process, f"{host}:{port}")
 
     # ---------------------------------------------------------------------------------- lifecycle
 
@@ -330,133 +413,95 @@ class ReferenceStack:
         else:
             self._log_dir = Path(tempfile.mkdtemp(prefix="taskqueue-stack-"))
             self._own_log_dir = True
-        if config.backend == "docker":
-            self._start_docker()
-            return
-        picked = iter(free_ports(9 if config.api_port == 0 else 8))
-        self._ports = ports = _Ports(
-            elasticmq=next(picked),
-            moto=next(picked),
-            toxiproxy=next(picked),
-            server=next(picked),
-            api=config.api_port or next(picked),
-            server_dynamodb=next(picked),
-            server_sqs=next(picked),
-            worker_dynamodb=next(picked),
-            worker_sqs=next(picked),
-        )
-        log_dir = self._log_dir
-        common: dict[str, Any] = {
-            "log_dir": log_dir,
-            "start_timeout": config.start_timeout,
-            "progress": config.progress,
-        }
-        self._elasticmq = ElasticMQ(port=ports.elasticmq, cache=config.cache_dir, **common)
-        self._moto = MotoServer(port=ports.moto, **common)
-        # warn: its info level logs every connection (35 MB in a 60 s chaos run)
-        self._toxiproxy = ToxiproxyServer(
-            port=ports.toxiproxy, cache=config.cache_dir, log_level="warn", **common
-        )
-        self._server, self._worker = self._api_processes()
-        began = time.monotonic()
-
-        def timed(name: str, step: Callable[[], None]) -> Callable[[], None]:
-            def run() -> None:
-                step()
-                self.timings[name] = time.monotonic() - began
-
-            return run
-
-        steps = {
-            "elasticmq": timed("elasticmq", self._start_elasticmq),
-            "moto": timed("moto", self._start_moto),
-            "toxiproxy": timed("toxiproxy", self._start_toxiproxy),
-        }
-        for name, process in (("server", self._server), ("worker", self._worker)):
-            if process is not None:
-                steps[name] = timed(name, process.wait_ready)
-        self._prepare_in_parallel(self._elasticmq, self._toxiproxy)
-        self.timings["prepare"] = time.monotonic() - began
+        backend_waits = self._start_backends()
         began = time.monotonic()  # the other timings count from the first spawn
-        # Every process is spawned before any readiness probe runs (no gRPC channel is open in
-        # this process while it forks). ElasticMQ first: it is the slowest to start. A first run
-        # downloads or builds here, before the server's start-up timeout begins.
-        self._elasticmq.spawn()
-        self._moto.spawn()
-        self._toxiproxy.spawn()
+        steps: dict[str, Callable[[], None]] = dict(backend_waits)
+        toxiproxy_ready = steps.get("toxiproxy")
+
+        def proxies() -> None:
+            if toxiproxy_ready is not None:
+                toxiproxy_ready()
+            self._create_proxies()
+
+        steps["toxiproxy"] = proxies
+        steps["sqs client"] = self._make_sqs_client  # boto3's import and set-up, off the critical path
+        implementation = self.implementation
+        self._server = self._api(implementation.server_name, implementation.server_log, self._server_port)
+        self._worker = self._worker_process()
+        processes = {"server": self._server, "worker": self._worker}
+        if not implementation.starts_with_backends:
+            # It may not retry its backends: start it once they answer through their proxies.
+            self._run_parallel(steps, began)
+            steps = {}
         for process in (self._server, self._worker):
             if process is not None:
                 process.start(wait=False)
-        self._run_parallel(steps)
+        steps.update({name: process.wait_ready for name, process in processes.items() if process is not None})
+        self._run_parallel(steps, began)
+        self._read_queues()
 
-    @staticmethod
-    def _prepare_in_parallel(*backends: LocalBackend) -> None:
-        """Fill the cache for the backends side by side (first run: Maven and ``go install``)."""
-        with concurrent.futures.ThreadPoolExecutor(
-            len(backends), thread_name_prefix="taskqueue-prepare"
-        ) as pool:
-            futures = [pool.submit(backend.ensure_prepared) for backend in backends]
-        for future in futures:
-            future.result()
-
-    def _start_docker(self) -> None:
-        """The docker backend: the containers first (Docker picks their ports), then as ``_start``."""
-        from pytest_taskqueue._docker import DockerBackends
-
+    def _start_backends(self) -> dict[str, Callable[[], None]]:
+        """Start the backend set; return the readiness waits still to run (none for containers)."""
         config = self.config
-        images = {
-            "dynamodb_image": config.dynamodb_image,
-            "elasticmq_image": config.elasticmq_image,
-            "toxiproxy_image": config.toxiproxy_image,
-        }
+        if config.backend == "docker":
+            from pytest_taskqueue._docker import DockerBackends
+
+            images = {
+                "dynamodb_image": config.dynamodb_image,
+                "elasticmq_image": config.elasticmq_image,
+                "toxiproxy_image": config.toxiproxy_image,
+            }
+            began = time.monotonic()
+            docker = DockerBackends(
+                **{key: image for key, image in images.items() if image},
+                start_timeout_s=config.start_timeout,
+                api_port=config.api_port,
+            )
+            self._backends = docker
+            docker.start()
+            self.timings["containers"] = time.monotonic() - began
+            self._server_port = free_port(docker.server_host)
+            return {}
+        picked = iter(free_ports(4 + len(PROXY_NAMES) - (1 if config.api_port else 0)))
+        ports = (next(picked), next(picked), next(picked))
+        self._server_port = next(picked)
+        proxy_ports = {name: next(picked) for name in PROXY_NAMES if name != "api" or not config.api_port}
+        if config.api_port:
+            proxy_ports["api"] = config.api_port
+        assert self._log_dir is not None
+        local = LocalBackends(
+            ports,
+            proxy_ports,
+            log_dir=self._log_dir,
+            start_timeout=config.start_timeout,
+            progress=config.progress,
+            cache=config.cache_dir,
+        )
+        self._backends = local
         began = time.monotonic()
-        self._docker = docker = DockerBackends(
-            **{key: image for key, image in images.items() if image},
-            start_timeout_s=config.start_timeout,
-            api_port=config.api_port,
-        ).start()
-        self.timings["containers"] = time.monotonic() - began
-        self._server_host = docker.host_gateway
-        proxies = docker.proxies
-        self._ports = _Ports(
-            elasticmq=docker.sqs.port,
-            moto=docker.dynamodb.port,
-            toxiproxy=docker.toxiproxy.port,
-            server=free_port(self._server_host),
-            api=proxies["api"].port,
-            server_dynamodb=proxies["server_dynamodb"].port,
-            server_sqs=proxies["server_sqs"].port,
-            worker_dynamodb=proxies["worker_dynamodb"].port,
-            worker_sqs=proxies["worker_sqs"].port,
-        )
-        self._server, self._worker = self._api_processes()
-        steps: dict[str, Callable[[], None]] = {
-            "elasticmq": self._create_queues,
-            "toxiproxy": self._create_proxies,
-        }
-        for name, process in (("server", self._server), ("worker", self._worker)):
-            if process is not None:
-                steps[name] = process.wait_ready
-                process.start(wait=False)
-        self._run_parallel(
-            {name: functools.partial(self._timed, name, step, began) for name, step in steps.items()}
-        )
+        waits = local.start()  # a first run downloads or builds here, before any start-up timeout
+        self.timings["prepare"] = time.monotonic() - began
+        return waits
 
-    def _timed(self, name: str, step: Callable[[], None], began: float) -> None:
-        step()
-        self.timings[name] = time.monotonic() - began
-
-    def _run_parallel(self, steps: dict[str, Callable[[], None]]) -> None:
+    def _run_parallel(self, steps: dict[str, Callable[[], None]], began: float) -> None:
         """Run the steps on threads; at the first failure stop everything, then raise the root cause.
 
         The root cause is the first failure seen; failures that follow from stopping the others
         (``StartAborted``) or from a backend going away are only reported if nothing else failed.
+        Each step's time from ``began`` goes into ``timings``.
         """
+        if not steps:
+            return
+
+        def timed(name: str, step: Callable[[], None]) -> None:
+            step()
+            self.timings[name] = time.monotonic() - began
+
         order = list(steps)
         causes: dict[str, BaseException] = {}
         later: dict[str, BaseException] = {}
         with concurrent.futures.ThreadPoolExecutor(len(steps), thread_name_prefix="taskqueue-stack") as pool:
-            futures = {pool.submit(step): name for name, step in steps.items()}
+            futures = {pool.submit(timed, name, step): name for name, step in steps.items()}
             try:
                 done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
                 for future in done:
@@ -476,192 +521,81 @@ class ReferenceStack:
             if found:
                 raise found[min(found, key=order.index)]
 
-    def _need_log_dir(self) -> Path:
-        if self._log_dir is None:
-            raise RuntimeError("the reference stack is not started")
-        return self._log_dir
-
-    def _api_processes(self) -> tuple[ManagedProcess | None, ManagedProcess | None]:
-        """The API server and worker started with the backends: the reference ones.
-
-        A subclass that runs another implementation after the backends are up (``--taskqueue-target-cmd``,
-        ``pytest_taskqueue._faults.CommandStack``) returns ``(None, None)`` and sets them itself.
-        """
-        return self._reference_process("serve"), self._reference_process("worker")
-
-    def _reference_process(self, mode: str) -> ManagedProcess:
-        config = self.config
-        ports = self._need()
-        side = "server" if mode == "serve" else "worker"
-        argv = [
-            sys.executable,
-            "-m",
-            "reference_server",
-            mode,
-            "--host",
-            self._server_host,
-            "--port",
-            str(ports.server if mode == "serve" else 0),
-            "--dynamodb-endpoint",
-            f"http://127.0.0.1:{getattr(ports, side + '_dynamodb')}",
-            "--sqs-endpoint",
-            f"http://127.0.0.1:{getattr(ports, side + '_sqs')}",
-            "--region",
-            config.region,
-            "--table",
-            self.table,
-            "--queue",
-            self.queue,
-            "--dead-letter-queue",
-            self.dead_letter_queue,
-            "--visibility-timeout",
-            str(config.visibility_timeout),
-            "--retry-backoff-ms",
-            str(config.retry_backoff_ms),
-            "--retry-backoff-max-ms",
-            str(config.retry_backoff_max_ms),
-            "--concurrency",
-            str(config.concurrency),
-            "--create-resources",
-            "--startup-timeout",
-            str(config.start_timeout),
-            "--shutdown-grace",
-            str(config.shutdown_grace),
-        ]
-        env = {
-            key: value
-            for key, value in child_environment().items()
-            if not key.startswith("AWS_")
-            and not (key.startswith("TASKQUEUE_") and key != "TASKQUEUE_CACHE_DIR")
-        }
-        env.update(_TEST_CREDENTIALS, AWS_DEFAULT_REGION=config.region, PYTHONUNBUFFERED="1")
-        wait: WaitStrategy
-        if mode == "serve":
-            name, wait = "reference server", GrpcHealthWait(f"{self._server_host}:{ports.server}")
-        else:
-            name, wait = "reference worker", LogLineWait(r"\bworker ready\b")
-        return ManagedProcess(
-            name,
-            argv,
-            log_path=self._need_log_dir() / f"reference-{side}.log",
-            wait=wait,
-            env=env,
-            start_timeout=config.start_timeout,
-            stop_timeout=config.shutdown_grace + 5.0,
-            death_signal=signal.SIGKILL,
-        )
-
-    def _start_elasticmq(self) -> None:
-        assert self._elasticmq is not None
-        self._elasticmq.wait_ready()
-        self._create_queues()
-
-    def _create_queues(self) -> None:
-        sqs = self._boto_client("sqs", self.sqs_endpoint)
-        # The same attributes the reference server asks for, so its own CreateQueue agrees.
-        self.dead_letter_queue_url = str(
-            sqs.create_queue(
-                QueueName=self.dead_letter_queue,
-                Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
-            )["QueueUrl"]
-        )
-        self.queue_url = str(
-            sqs.create_queue(
-                QueueName=self.queue,
-                Attributes={"VisibilityTimeout": str(self.config.visibility_timeout)},
-            )["QueueUrl"]
-        )
-
-    def _start_moto(self) -> None:
-        assert self._moto is not None
-        self._moto.wait_ready()
-
-    def _start_toxiproxy(self) -> None:
-        assert self._toxiproxy is not None
-        self._toxiproxy.wait_ready()
-        self._create_proxies()
-
     def _create_proxies(self) -> None:
+        backends = self._need()
         client = self.toxiproxy_client()
-        if self._docker is not None:
-            # In the Toxiproxy container: listen on its fixed ports, reach the backends by alias.
-            docker = self._docker
-            upstreams_in_docker = {
-                "api": f"{self._server_host}:{self._need().server}",
-                "server_dynamodb": docker.dynamodb_upstream,
-                "worker_dynamodb": docker.dynamodb_upstream,
-                "server_sqs": docker.sqs_upstream,
-                "worker_sqs": docker.sqs_upstream,
-            }
-            for name in PROXY_NAMES:
-                client.create_proxy(name, docker.proxy(name).listen, upstreams_in_docker[name])
-            return
-        ports = self._need()
         upstreams = {
-            "api": ports.server,
-            "server_dynamodb": ports.moto,
-            "worker_dynamodb": ports.moto,
-            "server_sqs": ports.elasticmq,
-            "worker_sqs": ports.elasticmq,
+            "api": f"{backends.server_host}:{self._server_port}",
+            "server_dynamodb": backends.dynamodb_upstream,
+            "worker_dynamodb": backends.dynamodb_upstream,
+            "server_sqs": backends.sqs_upstream,
+            "worker_sqs": backends.sqs_upstream,
         }
         for name in PROXY_NAMES:
-            listen, upstream = f"127.0.0.1:{getattr(ports, name)}", f"127.0.0.1:{upstreams[name]}"
+            listen, upstream = backends.proxies[name].listen, upstreams[name]
             try:
                 client.create_proxy(name, listen, upstream)
             except Exception as error:
-                toxiproxy = self._toxiproxy
-                assert toxiproxy is not None
+                process = backends.processes().get("Toxiproxy")
                 raise BackendStartError(
                     "Toxiproxy",
                     f"cannot create proxy {name!r} listening on {listen} (to {upstream}): {error}",
-                    command=toxiproxy.process.command_line if toxiproxy.process else None,
-                    log_path=toxiproxy.log_path,
-                    log_tail=toxiproxy.process.log_tail() if toxiproxy.process else "",
+                    command=process.command_line if process else None,
+                    log_path=process.log_path if process else None,
+                    log_tail=process.log_tail() if process else "",
                 ) from error
 
-    def _boto_client(self, service: str, endpoint: str) -> Any:
+    def _make_sqs_client(self) -> None:
         import boto3
         from botocore.config import Config
 
-        return boto3.client(
-            service,
-            endpoint_url=endpoint,
-            region_name=self.config.region,
-            aws_access_key_id="test",
-            aws_secret_access_key="test",
+        self._sqs_client = boto3.client(
+            "sqs",
+            endpoint_url=self.sqs_endpoint,
+            region_name=self.region,
+            aws_access_key_id=TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
             config=Config(
                 retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5, read_timeout=10
             ),
         )
 
-    def _stop_processes(self) -> None:
-        """Stop in order: worker, server, Toxiproxy, then both backends.
+    def _read_queues(self) -> None:
+        """Learn the queues' URLs and visibility timeout, if the implementation created them."""
+        if self._sqs_client is None:
+            self._make_sqs_client()
+        sqs = self._sqs_client
+        with contextlib.suppress(Exception):
+            self.dead_letter_queue_url = str(sqs.get_queue_url(QueueName=self.dead_letter_queue)["QueueUrl"])
+        with contextlib.suppress(Exception):
+            self.queue_url = str(sqs.get_queue_url(QueueName=self.queue)["QueueUrl"])
+            answer = sqs.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["VisibilityTimeout"])
+            self._visibility = int(answer["Attributes"]["VisibilityTimeout"])
 
-        The worker and the server get SIGTERM in that order and then shut down side by side (each
-        finishes or releases its in-flight work while the backends are still up).
+    def _stop_processes(self) -> None:
+        """Stop in order: worker, API process(es), then the backends (Toxiproxy first).
+
+        The worker and the API processes get SIGTERM in that order and then shut down side by
+        side (each finishes or releases its in-flight work while the backends are still up).
         """
-        for process in (self._worker, self._server):
-            if process is not None:
-                with contextlib.suppress(Exception):
-                    process.terminate()
-        for process in (self._worker, self._server):
-            if process is not None:
-                with contextlib.suppress(Exception):
-                    process.stop()
-        for backend in (self._toxiproxy, self._elasticmq, self._moto):
-            if backend is not None:
-                with contextlib.suppress(Exception):
-                    backend.stop()
-        if self._docker is not None:
-            self._docker.stop()
+        ours = [process for process in (self._worker, self._server, *self._more_apis) if process is not None]
+        for process in ours:
+            with contextlib.suppress(Exception):
+                process.terminate()
+        for process in ours:
+            with contextlib.suppress(Exception):
+                process.stop()
+        if self._backends is not None:
+            self._backends.stop()
 
     def stop(self, *, keep_logs: bool = False) -> None:
-        """Stop every process (worker, server, Toxiproxy, backends); idempotent, safe after a failure.
+        """Stop every process (worker, API, Toxiproxy, backends); idempotent, safe after a failure.
 
         The temporary log folder is removed after a clean run unless ``keep_logs`` (here or in the
         config); after a failed start it is kept, since the error names files in it.
         """
         self._stop_processes()
+        self._more_apis.clear()
         with self._lock:
             self._started = False  # may be started again (new ports, new processes)
         self._failed = self._failed or keep_logs
@@ -678,5 +612,11 @@ class ReferenceStack:
         self.stop()
 
     def __repr__(self) -> str:
-        where = self.target if self._ports is not None else "not started"
-        return f"<ReferenceStack {where}>"
+        where = self.target if self._backends is not None else "not started"
+        return f"<Stack {self.implementation.name} {where}: {self.implementation.server.text}>"
+
+
+def reference_stack(config: StackConfig | None = None) -> Stack:
+    """The reference stack: the reference server and worker on harness-owned backends."""
+    config = config or StackConfig()
+    return Stack(config, reference_implementation(config))

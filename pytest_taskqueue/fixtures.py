@@ -27,7 +27,7 @@ from pytest_taskqueue._report import INFO_KEY
 if TYPE_CHECKING:
     from pytest_taskqueue._client import TaskQueueClient
     from pytest_taskqueue._harness import TestHarness
-    from pytest_taskqueue._stack import ReferenceStack
+    from pytest_taskqueue._stack import Stack
     from pytest_taskqueue._sweep import SessionTasks
     from taskqueue_proto import taskqueue_pb2 as pb
 
@@ -53,8 +53,8 @@ def taskqueue_config(request: pytest.FixtureRequest) -> TaskQueueConfig:
 @pytest.fixture(scope="session")
 def taskqueue_stack(
     request: pytest.FixtureRequest, taskqueue_config: TaskQueueConfig
-) -> Iterator[ReferenceStack | None]:
-    """The harness-owned reference stack, or None against an external target.
+) -> Iterator[Stack | None]:
+    """The harness-owned stack (the reference, or ``--taskqueue-target-cmd``); None for an external target.
 
     Started once per session (once per xdist worker, its tables and queues named after the
     worker) and stopped at the end of it. A stack that fails to start stops the run with one
@@ -63,7 +63,9 @@ def taskqueue_stack(
     if taskqueue_config.target is not None:
         yield None
         return
-    from pytest_taskqueue._stack import ReferenceStack, StackConfig  # only runs that own a stack pay for it
+    # Only runs that own a stack pay for these imports.
+    from pytest_taskqueue._implementation import ImplementationCommands, reference_implementation
+    from pytest_taskqueue._stack import Stack, StackConfig
 
     stack_config = StackConfig(
         prefix=taskqueue_config.resource_prefix,
@@ -73,14 +75,13 @@ def taskqueue_stack(
         elasticmq_image=taskqueue_config.elasticmq_image,
         toxiproxy_image=taskqueue_config.toxiproxy_image,
     )
-    if taskqueue_config.target_cmd is not None:
+    target_cmd, worker_cmd = taskqueue_config.target_cmd, taskqueue_config.worker_cmd
+    if target_cmd is not None:
         # --taskqueue-target-cmd: the same backends and proxies around the user's implementation.
-        from pytest_taskqueue._faults import CommandStack, ImplementationCommands
-
-        commands = ImplementationCommands.parse(taskqueue_config.target_cmd, taskqueue_config.worker_cmd)
-        stack: ReferenceStack = CommandStack(stack_config, commands)
+        implementation = ImplementationCommands.parse(target_cmd, worker_cmd)
     else:
-        stack = ReferenceStack(stack_config)
+        implementation = reference_implementation(stack_config)
+    stack = Stack(stack_config, implementation)
     try:
         stack.start()
     except Exception as error:
@@ -102,7 +103,7 @@ def taskqueue_stack(
 
 
 @pytest.fixture(scope="session")
-def taskqueue_target(taskqueue_config: TaskQueueConfig, taskqueue_stack: ReferenceStack | None) -> str:
+def taskqueue_target(taskqueue_config: TaskQueueConfig, taskqueue_stack: Stack | None) -> str:
     """``host:port`` of the implementation under test: ``--taskqueue-target``, else the stack's API."""
     if taskqueue_stack is not None:
         return str(taskqueue_stack.target)
@@ -172,7 +173,7 @@ async def taskqueue_server_info(
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def taskqueue_aws(
-    taskqueue_stack: ReferenceStack | None, taskqueue_target: str
+    taskqueue_stack: Stack | None, taskqueue_target: str
 ) -> AsyncIterator[tuple[Any, Any] | None]:
     """aioboto3 ``(dynamodb, sqs)`` clients of the harness-owned backends, or None when not owned."""
     if taskqueue_stack is None or str(taskqueue_stack.target) != taskqueue_target:
@@ -197,7 +198,7 @@ async def taskqueue_aws(
 async def taskqueue_sweep(
     request: pytest.FixtureRequest,
     taskqueue_config: TaskQueueConfig,
-    taskqueue_stack: ReferenceStack | None,
+    taskqueue_stack: Stack | None,
     taskqueue_target: str,
     taskqueue_client: TaskQueueClient,
     taskqueue_tasks: SessionTasks,
@@ -248,7 +249,7 @@ def _capability_missing(request: pytest.FixtureRequest, info: pb.ServerInfo) -> 
 async def harness(
     request: pytest.FixtureRequest,
     taskqueue_config: TaskQueueConfig,
-    taskqueue_stack: ReferenceStack | None,
+    taskqueue_stack: Stack | None,
     taskqueue_target: str,
     taskqueue_client: TaskQueueClient,
     taskqueue_server_info: pb.ServerInfo,

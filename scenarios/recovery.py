@@ -49,9 +49,12 @@ async def test_worker_killed_mid_attempt_completes_exactly_once(harness: TestHar
         answer = await harness.submit("sleep", payload)
         await harness.wait_for_status(answer.task_id, pb.TASK_STATUS_PROCESSING)
         harness.worker.kill()
-        after_kill = await harness.get(answer.task_id)
+        if not harness.worker_is_server:
+            after_kill = await harness.get(answer.task_id)
         harness.worker.start()
         await harness.worker.wait_ready()
+        if harness.worker_is_server:  # the kill took the API down too: read once it is back
+            after_kill = await harness.get(answer.task_id)
         if after_kill.status == pb.TASK_STATUS_PROCESSING:
             interrupted = answer.task_id
             break
@@ -83,6 +86,8 @@ async def test_worker_killed_mid_attempt_completes_exactly_once(harness: TestHar
 @pytest.mark.harness_only
 async def test_task_submitted_while_the_worker_is_down_is_not_lost(harness: TestHarness) -> None:
     """spec 7.3: a submit answered with a task_id is not lost: it completes once a worker is back."""
+    if harness.worker_is_server:
+        pytest.skip("the work runs inside the API process: nothing can be submitted while it is down")
     harness.worker.kill()
     try:
         answer = await harness.submit("echo", b"while the worker is down")

@@ -11,18 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_taskqueue._procs import (
-    AllOf,
-    BackendStartError,
-    GrpcHealthWait,
-    HttpWait,
-    LogLineWait,
-    ManagedProcess,
-    TcpWait,
-    free_port,
-    free_ports,
-    read_process,
-)
+from pytest_taskqueue._procs import BackendStartError, ManagedProcess, free_port, free_ports, read_process
+from pytest_taskqueue._waits import AllOf, GrpcHealthWait, HttpWait, LogLineWait, TcpWait
 from tests.process_tools import descendants, poll_until, still_running
 
 PY = sys.executable
@@ -233,7 +223,8 @@ def test_parent_death_signal_kills_children_started_from_ended_threads(tmp_path:
         f"""
         import signal, sys, threading
         from pathlib import Path
-        from pytest_taskqueue._procs import LogLineWait, ManagedProcess
+        from pytest_taskqueue._procs import ManagedProcess
+        from pytest_taskqueue._waits import LogLineWait
 
         def start():
             child = ManagedProcess(

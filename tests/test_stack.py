@@ -1,4 +1,4 @@
-"""ReferenceStack on real processes: ElasticMQ, moto, Toxiproxy, the reference server and worker."""
+"""The reference stack on real processes: ElasticMQ, moto, Toxiproxy, the reference server and worker."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pytest_taskqueue._procs import BackendStartError, ProcessRecord
-from pytest_taskqueue._stack import PROXY_NAMES, ReferenceStack, StackConfig
+from pytest_taskqueue._stack import PROXY_NAMES, Stack, StackConfig, reference_stack
 from taskqueue_proto import taskqueue_pb2 as pb
 from taskqueue_proto import taskqueue_pb2_grpc as pb_grpc
 from tests.process_tools import descendants, poll_until, still_running
@@ -46,12 +46,12 @@ def family() -> list[ProcessRecord]:
 
 
 @pytest.fixture(scope="module")
-def stack() -> Iterator[ReferenceStack]:
-    with ReferenceStack(StackConfig(prefix="stacktest")) as started:
+def stack() -> Iterator[Stack]:
+    with reference_stack(StackConfig(prefix="stacktest")) as started:
         yield started
 
 
-def test_endpoints_resources_and_a_task_through_the_proxy(stack: ReferenceStack) -> None:
+def test_endpoints_resources_and_a_task_through_the_proxy(stack: Stack) -> None:
     info = stack.as_dict()
     assert info["target"] == stack.target and stack.target != stack.direct_target
     assert list(info)[:8] == [
@@ -82,7 +82,7 @@ def test_endpoints_resources_and_a_task_through_the_proxy(stack: ReferenceStack)
     assert run_noop(stack.target, "stack-noop-1").attempts == 1
 
 
-def test_worker_kill_start_and_server_restart(stack: ReferenceStack) -> None:
+def test_worker_kill_start_and_server_restart(stack: Stack) -> None:
     worker = stack.worker
     old_pid = worker.pid
     worker.kill()
@@ -98,8 +98,21 @@ def test_worker_kill_start_and_server_restart(stack: ReferenceStack) -> None:
     assert run_noop(stack.target, "stack-after-server-restart").status == pb.TASK_STATUS_COMPLETED
 
 
+def test_a_second_api_process_on_the_same_backends_serves_the_same_tasks(stack: Stack) -> None:
+    extra = stack.api_process("second")
+    extra.process.start()
+    assert extra.target != stack.direct_target
+    assert health(extra.target) == health_pb2.HealthCheckResponse.SERVING
+    assert extra.process.name in stack.processes()
+    first = run_noop(extra.target, "stack-second-api")
+    assert run_noop(stack.target, "stack-second-api").task_id == first.task_id  # one key, one task (3.5)
+    extra.process.kill()
+    assert extra.process.returncode == -signal.SIGKILL
+    assert health(stack.target) == health_pb2.HealthCheckResponse.SERVING  # the first one is untouched
+
+
 def test_a_backend_that_dies_is_reported_as_crashed(tmp_path: Path) -> None:
-    with ReferenceStack(StackConfig(prefix="crash", log_dir=tmp_path)) as crashing:
+    with reference_stack(StackConfig(prefix="crash", log_dir=tmp_path)) as crashing:
         moto = crashing.backends["dynamodb"]
         assert moto.pid is not None
         os.kill(moto.pid, signal.SIGKILL)
@@ -110,7 +123,7 @@ def test_a_backend_that_dies_is_reported_as_crashed(tmp_path: Path) -> None:
 
 def test_stop_leaves_no_process_and_removes_its_temporary_logs() -> None:
     before = {record.pid for record in family()}
-    stack = ReferenceStack(StackConfig(prefix="leaks"))
+    stack = reference_stack(StackConfig(prefix="leaks"))
     stack.start()
     started = [record for record in family() if record.pid not in before]
     pids = {process.pid for process in stack.processes().values()}
@@ -129,7 +142,7 @@ def test_a_start_that_fails_half_way_stops_everything(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        stack = ReferenceStack(StackConfig(prefix="halfway", api_port=port, log_dir=tmp_path))
+        stack = reference_stack(StackConfig(prefix="halfway", api_port=port, log_dir=tmp_path))
         with pytest.raises(BackendStartError) as caught:
             stack.start()
     summary = caught.value.summary
@@ -140,7 +153,7 @@ def test_a_start_that_fails_half_way_stops_everything(tmp_path: Path) -> None:
 
 
 def test_a_stopped_stack_can_start_again(tmp_path: Path) -> None:
-    stack = ReferenceStack(StackConfig(prefix="again", log_dir=tmp_path))
+    stack = reference_stack(StackConfig(prefix="again", log_dir=tmp_path))
     with stack:
         first = {process.pid for process in stack.processes().values()}
     with stack:

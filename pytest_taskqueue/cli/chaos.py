@@ -7,7 +7,7 @@ check of a saved history.
 checked before and after each fault, then the history checker):
 
 - no target: the reference stack (every link through its own Toxiproxy proxy, all five faulted);
-- ``--target-cmd``: the implementation, run by the harness as in pytest (``CommandStack``);
+- ``--target-cmd``: the implementation, run by the harness as in pytest (``Stack``);
 - ``--target``: an implementation that runs already; a Toxiproxy of its own is put in front of
   it, so only the client -> API link (``api``) can be faulted, as the output says.
 
@@ -67,9 +67,9 @@ from pytest_taskqueue.cli._common import (
 
 if TYPE_CHECKING:
     from fault_injection import Toxiproxy
-    from pytest_taskqueue._faults import ImplementationCommands
+    from pytest_taskqueue._implementation import ImplementationCommands
     from pytest_taskqueue._procs import ManagedProcess
-    from pytest_taskqueue._stack import ReferenceStack
+    from pytest_taskqueue._stack import Stack
 
 __all__ = ["REPORT_FORMAT", "add_parser", "run", "run_check"]
 
@@ -244,7 +244,7 @@ class _Setup:
     toxiproxy: Toxiproxy
     links: tuple[str, ...]
     note: str = ""
-    stack: ReferenceStack | None = None
+    stack: Stack | None = None
     details: dict[str, Any] = field(default_factory=dict)
     processes: dict[str, ManagedProcess] = field(default_factory=dict)
     """The processes the harness owns, by the name the schedule uses (``server``, ``worker``)."""
@@ -254,7 +254,7 @@ class _Setup:
 
 def _usage_checks(args: argparse.Namespace) -> tuple[ImplementationCommands | None, tuple[str, ...] | None]:
     """The implementation commands (or None) and the requested links; ValueError names the option."""
-    from pytest_taskqueue._faults import ImplementationCommands, TemplateError
+    from pytest_taskqueue._implementation import ImplementationCommands, TemplateError
 
     commands = None
     if args.worker_cmd is not None and args.target_cmd is None:
@@ -283,7 +283,8 @@ def _bring_up(
     args: argparse.Namespace, commands: ImplementationCommands | None, log_dir: Path
 ) -> Iterator[_Setup]:
     """Start what the run needs (stopped on every exit path); failures are ``_InfraError``."""
-    from pytest_taskqueue._stack import PROXY_NAMES, ReferenceStack, StackConfig
+    from pytest_taskqueue._implementation import reference_implementation
+    from pytest_taskqueue._stack import PROXY_NAMES, Stack, StackConfig
 
     if args.target is not None:
         with _proxied_target(args.target, log_dir) as setup:
@@ -295,13 +296,10 @@ def _bring_up(
         keep_logs=True,
         start_timeout=args.start_timeout,
     )
-    stack: ReferenceStack
     if commands is not None:
-        from pytest_taskqueue._faults import CommandStack
-
-        stack, mode = CommandStack(config, commands), "target-cmd"
+        stack, mode = Stack(config, commands), "target-cmd"
     else:
-        stack, mode = ReferenceStack(config), "reference-stack"
+        stack, mode = Stack(config, reference_implementation(config)), "reference-stack"
     try:
         try:
             stack.start()

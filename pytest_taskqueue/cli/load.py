@@ -249,7 +249,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
     if args.worker_cmd is not None and args.target_cmd is None:
         raise ValueError("--worker-cmd: needs --target-cmd")
     if args.target_cmd is not None:
-        from pytest_taskqueue._faults import ImplementationCommands, TemplateError
+        from pytest_taskqueue._implementation import ImplementationCommands, TemplateError
 
         try:
             commands = ImplementationCommands.parse(args.target_cmd, args.worker_cmd)
@@ -275,7 +275,8 @@ def _bring_up(args: argparse.Namespace, commands: Any, log_dir: Path) -> Iterato
     if args.target is not None:
         yield "target", args.target, None
         return
-    from pytest_taskqueue._stack import ReferenceStack, StackConfig
+    from pytest_taskqueue._implementation import reference_implementation
+    from pytest_taskqueue._stack import Stack, StackConfig
 
     config = StackConfig(
         prefix=f"load-{uuid.uuid4().hex[:8]}",
@@ -284,13 +285,10 @@ def _bring_up(args: argparse.Namespace, commands: Any, log_dir: Path) -> Iterato
         start_timeout=args.start_timeout,
         visibility_timeout=LOAD_VISIBILITY_TIMEOUT_S,
     )
-    stack: ReferenceStack
     if commands is not None:
-        from pytest_taskqueue._faults import CommandStack
-
-        stack, mode = CommandStack(config, commands), "target-cmd"
+        stack, mode = Stack(config, commands), "target-cmd"
     else:
-        stack, mode = ReferenceStack(config), "reference-stack"
+        stack, mode = Stack(config, reference_implementation(config)), "reference-stack"
     try:
         try:
             stack.start()

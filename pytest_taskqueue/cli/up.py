@@ -31,7 +31,7 @@ from pytest_taskqueue.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from pytest_taskqueue._stack import ReferenceStack
+    from pytest_taskqueue._stack import Stack
 
 __all__ = ["add_parser", "run"]
 
@@ -87,7 +87,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.set_defaults(run=run)
 
 
-def _print_human(stack: ReferenceStack, keep_logs: bool) -> None:
+def _print_human(stack: Stack, keep_logs: bool) -> None:
     info = stack.as_dict()
     lines = [
         f"{PROG}: reference stack ready in {stack.timings.get('total', 0.0):.1f} s",
@@ -106,7 +106,7 @@ def _print_human(stack: ReferenceStack, keep_logs: bool) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Start the stack, print it, wait for a stop signal or a crash; see the module docstring."""
-    from pytest_taskqueue._stack import ReferenceStack, StackConfig
+    from pytest_taskqueue._stack import StackConfig, reference_stack
 
     try:
         config = StackConfig(
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         signal.SIGCHLD: on_child_exit,
     }
     with handling_signals(handlers):
-        stack = ReferenceStack(config)
+        stack = reference_stack(config)
         try:
             try:
                 stack.start()

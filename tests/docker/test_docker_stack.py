@@ -1,4 +1,4 @@
-"""ReferenceStack on the docker backend: the reference server and worker against containers.
+"""The reference stack on the docker backend: the reference server and worker against containers.
 
 Skipped (with the reason) when no daemon answers or the images are missing; see conftest.py.
 """
@@ -14,7 +14,7 @@ import grpc
 from docker_testutil import Images, labelled
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from pytest_taskqueue._stack import PROXY_NAMES, ReferenceStack, StackConfig
+from pytest_taskqueue._stack import PROXY_NAMES, StackConfig, reference_stack
 from taskqueue_proto import taskqueue_pb2 as pb
 from taskqueue_proto import taskqueue_pb2_grpc as pb_grpc
 
@@ -42,7 +42,7 @@ def test_reference_stack_on_the_docker_backend(docker_images: Images, docker_cli
         elasticmq_image=docker_images["elasticmq_image"],
         toxiproxy_image=docker_images["toxiproxy_image"],
     )
-    stack = ReferenceStack(config)
+    stack = reference_stack(config)
     with stack:
         info = stack.as_dict()
         assert info["backend"] == "docker"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from pytest_taskqueue._faults import CommandTemplate, ImplementationCommands, TemplateError
+from pytest_taskqueue._implementation import CommandTemplate, ImplementationCommands, TemplateError
 
 _TARGET = "--taskqueue-target-cmd=./server --port {port}"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from load_testutil import RELAXED_LAG, ROOT, run_load
 
-from pytest_taskqueue._stack import ReferenceStack, StackConfig
+from pytest_taskqueue._stack import StackConfig, reference_stack
 
 _LOCUST_RUN_S = 12
 # The entries pytest_taskqueue.load.locust_user reports. Not imported from it: importing Locust
@@ -93,7 +93,7 @@ def test_locust_master_and_two_workers_report_submits_and_end_to_end(tmp_path: P
     port = _free_port()
     locust = [sys.executable, "-m", "locust", "-f", locustfile]
     config = StackConfig(prefix=f"locust-{uuid.uuid4().hex[:6]}", log_dir=tmp_path / "stack")
-    with ReferenceStack(config) as stack:
+    with reference_stack(config) as stack:
         master = [
             *locust,
             "--master",

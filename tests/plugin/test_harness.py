@@ -34,6 +34,13 @@ async def test_backends_are_not_reachable(harness):
         harness.db
     with pytest.raises(HarnessNotOwnedError):
         harness.worker
+    with pytest.raises(HarnessNotOwnedError):
+        harness.server
+    with pytest.raises(HarnessNotOwnedError):
+        harness.worker_is_server
+    with pytest.raises(HarnessNotOwnedError, match="harness.second_api needs harness-owned backends"):
+        async with harness.second_api():
+            raise AssertionError("must not start")
 """
 )
 
