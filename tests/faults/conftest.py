@@ -8,6 +8,7 @@ there, and every process they start dies with them.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -23,10 +24,16 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.import_plugin("pytester")
 
 
+_CACHE = os.environ.get("TASKQUEUE_CACHE_DIR") or str(Path.home() / ".cache" / "pytest-taskqueue")
+"""The outer run's cache folder, read before pytester points HOME at its temporary folder."""
+
+
 @pytest.fixture
 def inner(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A pytester folder with a quiet ini and no outer TASKQUEUE_* settings (the cache folder stays)."""
-    for name in [n for n in os.environ if n.startswith("TASKQUEUE_") and n != "TASKQUEUE_CACHE_DIR"]:
+    """A pytester folder with a quiet ini and no outer TASKQUEUE_* settings; the cache folder stays
+    the outer run's (pytester's own HOME would make every inner stack fetch and build it again)."""
+    for name in [n for n in os.environ if n.startswith("TASKQUEUE_")]:
         monkeypatch.delenv(name)
+    monkeypatch.setenv("TASKQUEUE_CACHE_DIR", _CACHE)
     pytester.makeini(INNER_INI)
     return pytester
