@@ -181,8 +181,12 @@ async def taskqueue_aws(
         return
     import aioboto3
 
+    from pytest_taskqueue._implementation import TEST_CREDENTIALS
+
     session = aioboto3.Session(
-        aws_access_key_id="test", aws_secret_access_key="test", region_name=taskqueue_stack.region
+        aws_access_key_id=TEST_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=TEST_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        region_name=taskqueue_stack.region,
     )
     async with contextlib.AsyncExitStack() as clients:
         db = await clients.enter_async_context(

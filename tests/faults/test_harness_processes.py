@@ -86,13 +86,17 @@ async def test_second_api_of_the_implementation(harness: TestHarness):
 
 def test_process_control_and_a_second_api_on_the_reference_stack(inner: pytest.Pytester) -> None:
     inner.makepyfile(test_processes=_SEPARATE_WORKER)
-    result = inner.runpytest_subprocess("-p", "no:cacheprovider", timeout=600)
+    result = inner.runpytest_subprocess("-p", "no:cacheprovider", "test_processes.py", timeout=600)
     result.assert_outcomes(passed=3)
 
 
 def test_without_a_worker_command_the_worker_is_the_api_process(inner: pytest.Pytester) -> None:
     inner.makepyfile(test_processes=_WORKER_IN_SERVER)
     result = inner.runpytest_subprocess(
-        "-p", "no:cacheprovider", f"--taskqueue-target-cmd={reference_cmd('all')}", timeout=600
+        "-p",
+        "no:cacheprovider",
+        f"--taskqueue-target-cmd={reference_cmd('all')}",
+        "test_processes.py",
+        timeout=600,
     )
     result.assert_outcomes(passed=2)
