@@ -75,7 +75,7 @@ def _install_probes() -> None:
         method = getattr(harness, name)
         if not getattr(method, "__bench_profile__", False):
             setattr(harness, name, _timed("wait", method))
-    control = _harness.WorkerControl
+    control = _harness.ProcessControl
     if not getattr(control.wait_ready, "__bench_profile__", False):
         control.wait_ready = _timed("restart", control.wait_ready)  # type: ignore[method-assign]
         for name in ("kill", "start", "restart"):  # a graceful stop waits for the process to exit

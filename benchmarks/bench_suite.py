@@ -4,7 +4,7 @@
 
 Reports (and asserts nothing):
 
-- ``stack_ready_s``: the harness-owned reference stack from nothing to ready (``ReferenceStack.start``).
+- ``stack_ready_s``: the harness-owned reference stack from nothing to ready (``reference_stack(...).start``).
 - ``isolation_setup_teardown_ms``: per test, the ``harness`` fixture's setup plus teardown (pytest's
   ``--durations``; the longest setup, which starts the stack, left out), median and p95.
 - ``retry_then_dead_s``: SubmitTask(fail_always) to a DEAD snapshot on WatchTask, 5 attempts.
@@ -77,9 +77,9 @@ def run_suite(extra: list[str]) -> dict[str, Any]:
 
 def stack_ready() -> float:
     """Seconds from nothing to a ready harness-owned reference stack (then stopped)."""
-    from pytest_taskqueue._stack import ReferenceStack, StackConfig
+    from pytest_taskqueue._stack import StackConfig, reference_stack
 
-    stack = ReferenceStack(StackConfig(prefix="bench-ready", progress=None))
+    stack = reference_stack(StackConfig(prefix="bench-ready", progress=None))
     began = time.perf_counter()
     try:
         stack.start()
