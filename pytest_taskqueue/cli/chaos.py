@@ -194,6 +194,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     check.add_argument("history", type=Path, metavar="HISTORY", help="the saved history (JSON)")
     check.add_argument("--json", action="store_true", help="print the anomalies as one JSON object")
+    check.add_argument(
+        "--timeline",
+        type=Path,
+        metavar="PATH",
+        help="also write the run's HTML timeline (with its anomalies) here",
+    )
     check.set_defaults(run=run_check)
 
 
@@ -568,6 +574,10 @@ def run_check(args: argparse.Namespace) -> int:
     except (OSError, ValueError, KeyError, TypeError) as unreadable:
         return error(f"cannot read the history {args.history}: {first_line(unreadable)}", EXIT_USAGE)
     anomalies = check(history)
+    if args.timeline is not None:
+        timeline = Path(args.timeline).expanduser().absolute()
+        timeline.parent.mkdir(parents=True, exist_ok=True)
+        timeline.write_text(render_timeline(history, anomalies), encoding="utf-8")
     if args.json:
         print(
             json.dumps(

@@ -119,6 +119,9 @@ def test_check_reports_an_anomaly_in_a_saved_history(
     assert main(["check", "--json", str(path)]) == 1
     document = json.loads(capsys.readouterr().out)
     assert "double_completed" in {a["rule"] for a in document["anomalies"]}
+    assert main(["check", "--timeline", str(tmp_path / "t.html"), str(path)]) == 1
+    page = (tmp_path / "t.html").read_text()
+    assert 'href="#anomaly-1"' in page and 'id="task-t1"' in page
 
 
 def test_check_of_an_unreadable_history_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
