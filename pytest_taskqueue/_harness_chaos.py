@@ -32,15 +32,11 @@ async def run_chaos_for_harness(
     Skips (through ``harness.faults``) against a plain ``--taskqueue-target``, whose links are not
     proxied. The history is saved to ``history_path`` when given.
     """
-    import pytest
-
     from fault_injection.chaos import ChaosConfig, run_and_check
 
     links = harness.faults.proxies  # resets Toxiproxy first; the harness resets it after the test
     skipped: dict[str, str] = {}
-    try:
-        harness.worker  # noqa: B018 (skips when the implementation has no separate worker)
-    except pytest.skip.Exception:
+    if harness.worker_is_server:  # no --taskqueue-worker-cmd: the work runs in the API process
         reason = "nothing uses it: no --taskqueue-worker-cmd, the worker runs in the server"
         skipped = {name: reason for name in links if name.startswith("worker_")}
     config = ChaosConfig(
