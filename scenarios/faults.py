@@ -31,7 +31,7 @@ from pytest_taskqueue import (
     run_chaos_for_harness,
 )
 from scenarios._checks import count, finished_task_violations, require, require_none, status_name, violated
-from scenarios._support import finished
+from scenarios._support import finished, require_completed_once
 from taskqueue_proto import taskqueue_pb2 as pb
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.faults]
@@ -404,6 +404,50 @@ async def test_sqs_fault_loses_no_task_and_completes_none_twice(harness: TestHar
     tasks = dict(before)
     tasks.update(await _one_task_per_key(harness, calls))
     await _complete_once(harness, tasks, f"spec 7.1, 7.3: no task lost or completed twice when SQS is {kind}")
+
+
+_CRASH_RACERS = 16
+"""Identical submits in flight when the API process is killed."""
+
+
+@pytest.mark.recovery
+@pytest.mark.required
+@pytest.mark.spec("3.5", "3.3", "7.3")
+@pytest.mark.harness_only
+async def test_idempotency_survives_a_sigkill_of_the_api_process(harness: TestHarness) -> None:
+    """spec 3.5: "Idempotency MUST hold across server processes: it MUST NOT rest on memory of one
+    process" (and 10.4: the harness may kill an API process with SIGKILL).
+
+    A key's task is created; then identical submits of it race while the API process is killed
+    (SIGKILL: nothing is saved on the way out) and started again. Each racer is retried through the
+    outage (3.6); every answer, and a resubmit after the restart, names the first task with
+    created=false, and the task completes exactly once.
+    """
+    server = harness.server
+    payload = b"survives a crash"
+    key = harness.key("sigkill")
+    first = await harness.submit_tracked("echo", payload, key=key)
+    racers = [
+        asyncio.ensure_future(harness.submit_tracked("echo", payload, key=key)) for _ in range(_CRASH_RACERS)
+    ]
+    server.kill()
+    try:
+        server.start()
+        await server.wait_ready()
+    finally:
+        answers = await asyncio.gather(*racers, return_exceptions=True)
+    after = await harness.submit_tracked("echo", payload, key=key)
+    problems = [f"a racer failed: {answer!r}" for answer in answers if isinstance(answer, BaseException)]
+    seen = [answer for answer in answers if not isinstance(answer, BaseException)] + [after]
+    for answer in seen:
+        if answer.task_id != first.task_id or answer.answer.created:
+            problems.append(
+                f"spec 3.5: key {key} answered task_id={answer.task_id} created={answer.answer.created} "
+                f"({answer.retries} retries), its task is {first.task_id}"
+            )
+    require_none(problems, "spec 3.5, 3.3: a key names its one task across a SIGKILL of the API process")
+    task, events = await finished(harness, first.task_id)
+    require_completed_once(task, events, "spec 7.3: the task completes exactly once across the crash")
 
 
 @pytest.mark.recovery

@@ -51,8 +51,8 @@ BROKEN_REFERENCE = [
     BrokenReference(
         "idempotency_per_process",
         "faults.py",
-        "restart_keeps_state",
-        "scenarios/faults.py::test_server_restart_keeps_state_and_work_resumes",
+        "sigkill_of_the_api or restart_keeps_state",
+        "scenarios/faults.py::test_idempotency_survives_a_sigkill_of_the_api_process",
     ),
     BrokenReference(
         "internal_when_unreachable",
