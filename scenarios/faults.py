@@ -25,6 +25,7 @@ import pytest
 from pytest_taskqueue import (
     RETRYABLE,
     HarnessFaults,
+    TaskQueueClient,
     TaskQueueConfig,
     TestHarness,
     WaitTimeout,
@@ -408,6 +409,8 @@ async def test_sqs_fault_loses_no_task_and_completes_none_twice(harness: TestHar
 
 _CRASH_RACERS = 16
 """Identical submits in flight when the API process is killed."""
+_RACERS_PER_API = 16
+"""Identical submits per key sent to each of the two API processes."""
 
 
 @pytest.mark.recovery
@@ -448,6 +451,68 @@ async def test_idempotency_survives_a_sigkill_of_the_api_process(harness: TestHa
     require_none(problems, "spec 3.5, 3.3: a key names its one task across a SIGKILL of the API process")
     task, events = await finished(harness, first.task_id)
     require_completed_once(task, events, "spec 7.3: the task completes exactly once across the crash")
+
+
+async def _read_task(harness: TestHarness, client: TaskQueueClient, task_id: str) -> pb.Task:
+    """GetTask through ``client`` (one API process), retried like ``harness.get``."""
+    return await harness.retry(lambda: client.get(task_id), "GetTask")
+
+
+_TWO_API_KEYS = 3
+"""Keys raced at once across the two API processes."""
+
+
+@pytest.mark.recovery
+@pytest.mark.required
+@pytest.mark.spec("3.5", "3.3", "8.4", "10.4")
+@pytest.mark.harness_only
+async def test_identical_submits_race_across_two_api_processes(harness: TestHarness) -> None:
+    """spec 3.5, 10.4: "Idempotency MUST hold across server processes"; the harness may start a
+    second API process of the same command on the same backends.
+
+    For each of three keys, 16 identical submits go to each of two API processes at once. All
+    answer one task_id, exactly one says created=true (unless an answer was retried after
+    UNAVAILABLE, 3.6), both processes then read the same task, and it completes once.
+    """
+    payload = b"raced across two processes"
+    keys = [harness.key(f"two-apis-{index}") for index in range(_TWO_API_KEYS)]
+    async with harness.second_api() as other:
+        clients = {"first": harness.api, "second": other}
+
+        async def race(name: str, key: str) -> tuple[str, pb.SubmitTaskResponse, int]:
+            tries = 0
+
+            async def once() -> pb.SubmitTaskResponse:
+                nonlocal tries
+                tries += 1
+                return await clients[name].submit(key, "echo", payload)
+
+            answer = await harness.retry(once, f"SubmitTask to the {name} API process")
+            return key, answer, tries - 1
+
+        answers = await asyncio.gather(
+            *(race(name, key) for key in keys for name in clients for _ in range(_RACERS_PER_API))
+        )
+        problems: list[str] = []
+        for key in keys:
+            mine = [(answer, retries) for k, answer, retries in answers if k == key]
+            ids = sorted({answer.task_id for answer, _ in mine})
+            created = sum(answer.created for answer, _ in mine)
+            retried = sum(retries > 0 for _, retries in mine)
+            if len(ids) != 1 or not (created == 1 or (created == 0 and retried)):
+                problems.append(
+                    f"spec 3.5: key {key}: task_ids {ids}, {created} created=true "
+                    f"({retried} answers retried after UNAVAILABLE)"
+                )
+                continue
+            seen = {name: await _read_task(harness, client, ids[0]) for name, client in clients.items()}
+            if seen["first"].task_id != seen["second"].task_id or seen["first"].idempotency_key != key:
+                problems.append(f"spec 3.5: the two processes read different tasks for {ids[0]}")
+        require_none(problems, "spec 3.5: identical submits racing across two API processes name one task")
+    for key in keys:
+        task_id = next(answer.task_id for k, answer, _ in answers if k == key)
+        task, events = await finished(harness, task_id)
+        require_completed_once(task, events, "spec 3.5, 7.1: the raced task runs once")
 
 
 @pytest.mark.recovery

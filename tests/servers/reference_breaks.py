@@ -34,7 +34,7 @@ BREAKS: dict[str, str] = {
     "redelivered message does not join the running attempt), so an attempt longer than the visibility "
     "timeout is run a second time (spec 6.3)",
     "idempotency_per_process": "idempotency keys are kept under a name of this process only, so "
-    "another or a restarted process creates a second task for a used key (spec 3.5)",
+    "another or a restarted process creates a second task for a used key (spec 3.5, 10.4)",
     "internal_when_unreachable": "a call that fails because a backend is unreachable answers "
     "INTERNAL instead of UNAVAILABLE (spec 9.2)",
     "abandoned_attempt_stuck": "an attempt whose worker died is never given up: the task stays "
