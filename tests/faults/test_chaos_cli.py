@@ -10,6 +10,7 @@ one line.
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 from pathlib import Path
 
@@ -41,6 +42,7 @@ def test_short_run_against_the_reference_stack_is_clean(tmp_path: Path) -> None:
     assert saved == tmp_path / "out" / "chaos.history.json" and saved.is_file()
     assert f"history     {saved}" in run.stdout and "OK (no anomalies)" in run.stdout
     assert "chaos: fault 0:" in run.stderr  # progress while it runs
+    assert report["logs"] is None  # a clean run removes its log folder, so the report names none
 
     again = run_cli("check", str(saved))
     assert again.returncode == 0, again.explain()
@@ -178,6 +180,9 @@ def test_implementation_that_cannot_start_is_exit_3_apart_from_anomalies(tmp_pat
         "the stack failed to start: implementation (--taskqueue-target-cmd): exited with code 3" in errors[0]
     )
     assert run.report is not None and run.report["verdict"] == "error" and run.report["history"] is None
+    logs = Path(run.report["logs"])  # a failed run keeps the log folder the report names
+    assert logs.is_dir() and any(logs.iterdir()), run.report
+    shutil.rmtree(logs)
 
 
 def test_unreachable_target_is_exit_3(tmp_path: Path) -> None:
