@@ -135,6 +135,11 @@ class ProcessControl:
     def __repr__(self) -> str:
         return f"<ProcessControl {self._process!r}>"
 
+    @property
+    def process(self) -> Any:
+        """The supervised process itself (``pytest_taskqueue._procs.ManagedProcess``)."""
+        return self._process
+
     def kill(self) -> None:
         """SIGKILL the process (and its process group) now."""
         self._process.kill()

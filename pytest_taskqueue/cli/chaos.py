@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from fault_injection.chaos import ChaosConfig, ChaosOutcome, run_and_check
 from fault_injection.history import History, check, render_timeline
+from pytest_taskqueue._harness_chaos import CrashableProcess
 from pytest_taskqueue.cli._common import (
     EXIT_ANOMALIES,
     EXIT_INFRA,
@@ -204,41 +205,6 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 # ------------------------------------------------------------------------------------------ chaos
-
-
-class _Crashable:
-    """A harness-owned process as the chaos schedule's ``ProcessControl`` (kill, start, pause, resume).
-
-    A restart forks from a process whose gRPC threads are busy; a child that dies by a signal
-    before it is ready (it never ran the implementation) is started again, up to three times.
-    """
-
-    _STARTS: Final = 3
-
-    def __init__(self, process: ManagedProcess) -> None:
-        self.process = process
-
-    def kill(self) -> None:
-        self.process.kill()
-
-    def start(self) -> None:
-        from pytest_taskqueue._procs import BackendStartError
-
-        for attempt in range(1, self._STARTS + 1):
-            try:
-                self.process.start()
-                return
-            except BackendStartError:
-                code = self.process.returncode
-                if attempt == self._STARTS or code is None or code >= 0:
-                    raise
-                progress(f"{PROG} chaos: {self.process.name} died by signal {-code} while starting; again")
-
-    def pause(self) -> None:
-        self.process.pause()
-
-    def resume(self) -> None:
-        self.process.resume()
 
 
 @dataclass
@@ -438,7 +404,9 @@ def _chaos(
             if setup.note:
                 progress(f"{PROG} chaos: note: {setup.note}")
             processes = (
-                {} if args.no_process_faults else {n: _Crashable(p) for n, p in setup.processes.items()}
+                {}
+                if args.no_process_faults
+                else {n: CrashableProcess(p, progress) for n, p in setup.processes.items()}
             )
             skipped = dict(setup.skipped)
             skipped.update({name: "left out by --links" for name in setup.links if name not in links})
