@@ -1,17 +1,14 @@
-"""Runners shared by the load tests: the command as a user runs it, and headless chromium."""
+"""The load command as a user runs it, for the load tests."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 RELAXED_LAG = ("--max-lag-ms", "5000")
@@ -45,38 +42,3 @@ def run_load(*args: str, report: Path | None = None, timeout: float = 300.0) -> 
     )
     data = json.loads(report.read_text()) if report is not None and report.exists() else None
     return LoadRun(done.returncode, done.stdout, done.stderr, data)
-
-
-def chromium() -> str:
-    """Debian's chromium; under CI (``CI=true``) its absence fails the test, elsewhere it skips."""
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(name)
-        if found:
-            return found
-    message = "headless chromium is needed to check the HTML report: apt-get install -y chromium"
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
-def rendered_dom(page: Path, tmp_path: Path) -> str:
-    """The page's DOM after its script ran, from headless chromium (file:// only, no network)."""
-    done = subprocess.run(
-        [
-            chromium(),
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            f"--user-data-dir={tmp_path / 'chromium-profile'}",
-            "--virtual-time-budget=5000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 0 and "<body" in done.stdout, f"chromium failed: {done.stderr[-2000:]}"
-    return done.stdout

@@ -15,9 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from load_testutil import RELAXED_LAG, rendered_dom, run_load
+from load_testutil import RELAXED_LAG, run_load
 
 from pytest_taskqueue.cli import main
+from tests.browser import rendered_dom
 from tests.servers import running_server
 
 _MIX = ("--mix", "noop:3,echo:1:64,sleep:1:5,fail_times:1:1")
@@ -73,7 +74,7 @@ def test_clean_run_reports_and_keeps_an_slo_above_what_it_measured(conforming: s
     assert Path(report["history"]["path"]).is_file()
     assert "end-to-end  p50" in run.stdout and "load: OK" in run.stdout
 
-    dom = rendered_dom(report_path.with_suffix(".html"), tmp_path)
+    dom = rendered_dom(report_path.with_suffix(".html"))
     body = _body_attributes(dom)
     assert body["data-check"] == "ok", body
     assert body["data-charts"] == "4" and body["data-anomalies"] == "0", body
@@ -144,7 +145,7 @@ def test_broken_server_fails_the_run_with_the_anomaly_named(
     assert rule in run.report["history"]["anomalies_by_rule"], run.report["history"]["anomalies_by_rule"]
     assert f"{rule}: task" in run.stdout and "load: ANOMALIES" in run.stdout
 
-    dom = rendered_dom(report_path.with_suffix(".html"), tmp_path)
+    dom = rendered_dom(report_path.with_suffix(".html"))
     body = _body_attributes(dom)
     assert body["data-check"] == "ok" and int(body["data-anomalies"]) > 0, body
     assert rule in dom
@@ -173,7 +174,7 @@ def test_find_max_reports_a_limit(conforming: str, tmp_path: Path) -> None:
     assert found["at"]["latency_ms"]["e2e"]["count"] > 0
     assert "highest sustainable rate: 40 tasks/s" in run.stdout
 
-    dom = rendered_dom(tmp_path / "max.html", tmp_path)
+    dom = rendered_dom(tmp_path / "max.html")
     assert _body_attributes(dom)["data-check"] == "ok" and 'class="steps"' in dom
 
 
