@@ -36,6 +36,9 @@ __all__ = [
     "reference_implementation",
 ]
 
+WORKER_READY: Final = r"\bworker ready\b"
+"""The line a separate worker writes once it receives messages (docs/spec.md 10.3)."""
+
 SERVER_PLACEHOLDERS: Final = ("port", "dynamodb", "sqs", "region", "table", "queue", "dlq")
 """What ``--taskqueue-target-cmd`` may name (docs/spec.md 10.1)."""
 
@@ -122,8 +125,9 @@ class ImplementationCommands:
         name: ``reference`` or ``implementation`` (what the stack reports).
         server_name / worker_name: the processes' names in messages.
         server_log / worker_log: their log files in the stack's log folder.
-        worker_ready: a pattern of the worker's log line that says it is ready; None: the spec
-            names no such signal, so a worker that still runs once the API is ready counts as ready.
+        worker_ready: a pattern of the worker's log line that says it is ready (spec 10.3: a line
+            containing ``worker ready`` on its standard output or error); None: a worker that still
+            runs once the API is ready counts as ready.
         starts_with_backends: True when the implementation retries its backends itself (the
             reference does, until ``--startup-timeout``), so it is started with them; otherwise it
             is started once they answer and their proxies exist.
@@ -136,7 +140,7 @@ class ImplementationCommands:
     worker_name: str = "implementation worker (--taskqueue-worker-cmd)"
     server_log: str = "implementation.log"
     worker_log: str = "implementation-worker.log"
-    worker_ready: str | None = None
+    worker_ready: str | None = WORKER_READY
     starts_with_backends: bool = False
 
     @classmethod
@@ -199,7 +203,7 @@ def reference_implementation(config: StackConfig) -> ImplementationCommands:
         worker_name="reference worker",
         server_log="reference-server.log",
         worker_log="reference-worker.log",
-        worker_ready=r"\bworker ready\b",
+        worker_ready=WORKER_READY,
         starts_with_backends=True,
     )
 
