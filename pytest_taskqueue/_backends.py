@@ -18,7 +18,6 @@ import contextlib
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self, TypedDict, Unpack
 
+from fault_injection import Backoff
 from pytest_taskqueue._cache import cache_dir, cache_lock
 from pytest_taskqueue._procs import (
     BackendStartError,
@@ -339,39 +339,35 @@ def ensure_elasticmq(cache: Path | None = None, *, progress: IO[str] | None = sy
 
 
 def _run_maven(argv: list[str], log_path: Path, progress: IO[str] | None) -> None:
-    """Run Maven with its output in ``log_path``, printing a download count every few seconds."""
+    """Run Maven (supervised, its output in ``log_path``), printing a download count every few seconds."""
     _say(progress, f"downloading ElasticMQ {ELASTICMQ_VERSION} with Maven (first run only)...")
+    log_path.unlink(missing_ok=True)
     started = time.monotonic()
+    maven = ManagedProcess("Maven", argv, log_path=log_path)
+    maven.start(wait=False)
     downloaded = 0
     last_report = started
-    with open(log_path, "w", encoding="utf-8") as log:
-        process = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-        )
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                log.write(line)
-                if "Downloaded from" in line:
-                    downloaded += 1
-                now = time.monotonic()
-                if downloaded and now - last_report >= _PROGRESS_EVERY_S:
-                    _say(progress, f"  ... {downloaded} files downloaded ({now - started:.0f} s)")
-                    last_report = now
-            code = process.wait(timeout=_MAVEN_TIMEOUT_S)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    backoff = Backoff(_MAVEN_TIMEOUT_S, first=0.1, cap=_PROGRESS_EVERY_S)
+    try:
+        while maven.running:
+            downloaded = maven.output().count("Downloaded from")
+            now = time.monotonic()
+            if downloaded and now - last_report >= _PROGRESS_EVERY_S:
+                _say(progress, f"  ... {downloaded} files downloaded ({now - started:.0f} s)")
+                last_report = now
+            pause = backoff.pause()
+            if pause is None:
+                break
+            maven.wait_for_exit(pause)
+        code = maven.returncode
+        downloaded = maven.output().count("Downloaded from")
+    finally:
+        maven.stop()
     if code != 0:
         raise BackendStartError(
             "ElasticMQ",
-            f"Maven could not resolve {ELASTICMQ_ARTIFACT} (exit {code})",
+            f"Maven could not resolve {ELASTICMQ_ARTIFACT} "
+            + (f"(exit {code})" if code is not None else f"(not done after {_MAVEN_TIMEOUT_S:.0f} s)"),
             command=display_command(argv),
             log_path=log_path,
             log_tail="\n".join(log_path.read_text(errors="replace").splitlines()[-25:]),
