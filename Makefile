@@ -30,7 +30,7 @@ $(PY):
 
 install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml | $(PY)
-	@echo "make: installing pytest-taskqueue and its dev tools into $(VENV) (first run: 1-2 minutes)..."
+	@echo "make: installing pytest-taskqueue and its dev tools into $(VENV) (the first run downloads every package: minutes)..."
 	$(PY) -m pip install --disable-pip-version-check --progress-bar off -e '.[dev]' \
 		| (grep --line-buffered -v '^Requirement already satisfied' || true)
 	$(PY) -c 'import pytest_taskqueue, grpc_tools, mypy, ruff, xdist'  # the install above really worked
