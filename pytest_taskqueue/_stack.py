@@ -15,8 +15,8 @@ The reference stack is one such stack: ``reference_stack(config)``, the referenc
 worker (``reference_implementation``). The implementation creates its own table and queues (spec
 10.1); the stack reads the queues' URLs and visibility timeout once it is ready.
 
-It is ready when the API's gRPC health is SERVING and the worker is ready (the reference worker
-prints ``worker ready``; another worker must still run). Any failure stops everything already
+It is ready when the API's gRPC health is SERVING and the worker printed ``worker ready`` (spec
+10.3; a worker without a readiness pattern must still run). Any failure stops everything already
 started and raises ``BackendStartError`` (the root cause: a backend's failure wins over the server
 timing out because of it). ``stop()`` stops the worker, the API process(es), Toxiproxy and the
 backends, in that order, and is safe to call on every exit path.
