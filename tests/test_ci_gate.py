@@ -4,9 +4,11 @@ mode stays available, says what it does not check, and reaches at best CONFORMIN
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,12 +26,17 @@ _REFERENCE = (
     "--region {{region}} --table {{table}} --queue {{queue}} --dead-letter-queue {{dlq}} "
     "--visibility-timeout 2 --retry-backoff-ms 50 --retry-backoff-max-ms 200"
 )
+_GATE_TIMEOUT_S = 1200.0
 _NOT_CHECKED = "the dead-letter queue, worker recovery, durability and fault rules are NOT checked"
 
 
 def _run_gate(tmp_path: Path, gate_env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("TASKQUEUE_")},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("TASKQUEUE_") or k == "TASKQUEUE_CACHE_DIR"
+        },
         "PYTHON": sys.executable,
         "TASKQUEUE_PIP_SPEC": "",  # already installed; a copy in another repo installs it here
         "TASKQUEUE_REPORT_DIR": str(tmp_path / "reports"),
@@ -37,15 +44,38 @@ def _run_gate(tmp_path: Path, gate_env: dict[str, str], *args: str) -> subproces
         **gate_env,
     }
     env.pop("GITHUB_STEP_SUMMARY", None)
-    return subprocess.run(
+    # Its own process group: on a timeout the gate's pytest and the stack it started go too.
+    gate = subprocess.Popen(
         ["bash", str(GATE), *args],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=1200,
-        check=False,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = gate.communicate(timeout=_GATE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        _stop_group(gate)
+        stdout, stderr = gate.communicate()
+        pytest.fail(f"the gate ran over {_GATE_TIMEOUT_S:g} s; output:\n{stdout[-4000:]}\n{stderr[-2000:]}")
+    finally:
+        if gate.poll() is None:
+            _stop_group(gate)
+    return subprocess.CompletedProcess(gate.args, gate.returncode, stdout, stderr)
+
+
+def _stop_group(gate: subprocess.Popen[str]) -> None:
+    """SIGINT the gate's process group (its pytest stops the stack it started), SIGKILL what is left."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(gate.pid, signal.SIGINT)
+    try:
+        gate.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(gate.pid, signal.SIGKILL)
+        gate.wait()
 
 
 def _plain(*breaks: str) -> dict[str, str]:
