@@ -12,6 +12,12 @@ followed by the tail of the log.
 Parent-death signals are tied to the *thread* that forked the child, not the process: a child
 started from a short-lived thread would be killed when that thread ends. All children are therefore
 forked by one long-lived daemon thread (``_Spawner``), whichever thread asks for the start.
+
+The signal is set by util-linux's ``setpriv --pdeathsig`` in front of the command, which keeps it
+across its ``exec``. Python code between ``fork`` and ``exec`` (a ``preexec_fn``) is unsafe in a
+process with threads, and the harness has many: children restarted from a busy harness sometimes
+died of SIGSEGV or SIGABRT before they ran. Only where ``setpriv`` is missing does a ``preexec_fn``
+call ``prctl`` instead.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import ctypes
 import os
 import queue
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -132,6 +139,24 @@ try:
     _PRCTL: Any = _LIBC.prctl
 except (OSError, AttributeError):  # not Linux: no parent-death signal, the group kill still works
     _PRCTL = None
+
+
+_SETPRIV = shutil.which("setpriv") if _PRCTL is not None else None
+"""util-linux's ``setpriv``, which sets the parent-death signal and then runs the command."""
+
+
+def _with_death_signal(argv: Sequence[str], death_signal: int) -> list[str]:
+    """``argv`` run through ``setpriv`` so the child gets ``death_signal`` when its parent dies."""
+    assert _SETPRIV is not None
+    return [_SETPRIV, f"--pdeathsig={signal.Signals(death_signal).name}", "--", *argv]
+
+
+def _runnable(program: str, env: Mapping[str, str] | None, cwd: str | Path | None) -> bool:
+    """Whether ``program`` names an executable, as ``exec`` would look it up for the child."""
+    if os.sep in program:
+        path = Path(cwd or ".") / program
+        return path.is_file() and os.access(path, os.X_OK)
+    return shutil.which(program, path=(env if env is not None else os.environ).get("PATH")) is not None
 
 
 def _child_setup(death_signal: int, parent_pid: int) -> Callable[[], None]:
@@ -353,11 +378,23 @@ class ManagedProcess:
                 # Probes and the error's log tail look at this run's output only, header excluded
                 # (the command line in it could match a LogLineWait pattern).
                 self.run_log_offset = log.tell()
-                setup = _child_setup(self.death_signal, os.getpid())
+                argv: list[str] = list(self.argv)
+                setup: Callable[[], None] | None = None
+                if _SETPRIV is None:
+                    setup = _child_setup(self.death_signal, os.getpid())
+                elif _runnable(argv[0], self.env, self.cwd):
+                    argv = _with_death_signal(argv, self.death_signal)
+                else:  # as Popen would say it, not as setpriv's failing exec would
+                    raise BackendStartError(
+                        self.name,
+                        f"cannot run {self.argv[0]}: No such file or directory",
+                        command=self.command_line,
+                        log_path=self.log_path,
+                    )
 
                 def make() -> subprocess.Popen[bytes]:
                     return subprocess.Popen(
-                        self.argv,
+                        argv,
                         stdin=subprocess.DEVNULL,
                         stdout=log,
                         stderr=subprocess.STDOUT,
