@@ -179,14 +179,14 @@ def test_every_required_scenario_of_the_catalogue_passing_is_conforming(inner: p
 
 def test_a_plain_target_reaches_the_api_level_and_never_says_bare_conforming(inner: pytest.Pytester) -> None:
     """Scenarios the level cannot reach are listed with their reason; such a run still exits 0."""
-    _catalogue(inner, test_suite=_SCENARIOS, test_backends=_NEEDS_BACKENDS)
+    _catalogue(inner, test_suite=_SCENARIOS, test_owned_backends=_NEEDS_BACKENDS)
     result = inner.runpytest("catalogue", "--taskqueue-target=127.0.0.1:1", "--taskqueue-report=report.json")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
         [
             "taskqueue level: API level*",
             "taskqueue: 1 required scenario not run at this level: needs harness-owned backends",
-            "  catalogue/test_backends.py::test_needs_backends",
+            "  catalogue/test_owned_backends.py::test_needs_backends",
             "taskqueue verdict: CONFORMING AT API LEVEL (1 required scenario needs harness-owned backends "
             "and did not run; *--taskqueue-target-cmd*)",
         ]
@@ -195,21 +195,20 @@ def test_a_plain_target_reaches_the_api_level_and_never_says_bare_conforming(inn
     document = _report(inner)
     assert document["verdict"] == "conforming-at-api-level" and document["level"] == "api"
     assert document["verdict_headline"].startswith("CONFORMING AT API LEVEL (")
-    assert _not_run(document)["catalogue/test_backends.py::test_needs_backends"] == (
+    assert _not_run(document)["catalogue/test_owned_backends.py::test_needs_backends"] == (
         "level",
         "needs harness-owned backends",
     )
     assert {row["section"]: row["status"] for row in document["coverage"]}["10.2"] == "not checked"
     markdown = (inner.path / "report.md").read_text()
     assert markdown.startswith("## taskqueue conformance: CONFORMING AT API LEVEL (")
-    assert "| `catalogue/test_backends.py::test_needs_backends` | level | needs harness-owned backends |" in (
-        markdown
-    )
+    row = "| `catalogue/test_owned_backends.py::test_needs_backends` | level | needs harness-owned backends |"
+    assert row in markdown
 
 
 def test_a_run_whose_fixtures_own_nothing_is_at_the_api_level(inner: pytest.Pytester) -> None:
     """No --taskqueue-target, but the level-bound scenarios skipped (an overridden taskqueue_stack)."""
-    _catalogue(inner, test_suite=_SCENARIOS, test_backends=_NEEDS_BACKENDS)
+    _catalogue(inner, test_suite=_SCENARIOS, test_owned_backends=_NEEDS_BACKENDS)
     result = inner.runpytest("--taskqueue-report=report.json")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
