@@ -1,4 +1,7 @@
-"""What every test of the repository shares: the toolkit's cache folder, pinned for inner runs.
+"""What every test of the repository shares: pytester, and the toolkit's cache folder pinned for inner runs.
+
+pytester is enabled here once for every folder (``pytest_plugins`` is refused in a conftest below
+the rootdir, so the hook imports it).
 
 pytester points ``HOME`` at a temporary folder for each inner run, and the toolkit's cache
 (ElasticMQ's classpath, the Toxiproxy binary) follows ``HOME`` unless ``TASKQUEUE_CACHE_DIR`` is
@@ -17,5 +20,7 @@ from pytest_taskqueue._cache import ENV_VAR, cache_dir
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Pin the cache folder in the environment that inner runs and child processes inherit."""
+    """Enable pytester; pin the cache folder in the environment that inner runs and children inherit."""
+    if not config.pluginmanager.has_plugin("pytester"):
+        config.pluginmanager.import_plugin("pytester")
     os.environ.setdefault(ENV_VAR, str(cache_dir()))

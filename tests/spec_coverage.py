@@ -136,16 +136,12 @@ def scenario_catalogue() -> list[Scenario]:
 
 def break_rows() -> list[BreakRow]:
     """Every break of tests/servers with its BROKEN row (a break without one has no expectations)."""
-    tests = str(ROOT / "tests")
-    if tests not in sys.path:
-        sys.path.insert(0, tests)
-    for folder in (tests, str(ROOT), str(ROOT / "tests" / "faults")):
-        if folder not in sys.path:
-            sys.path.insert(0, folder)
-    from faults.test_reference_breaks import BROKEN_REFERENCE
-    from servers import BREAKS
-    from servers.reference_breaks import BREAKS as REFERENCE_BREAKS
-    from suite.test_suite_verdict import BROKEN
+    if str(ROOT) not in sys.path:  # run as a script rather than `python -m tests.spec_coverage`
+        sys.path.insert(0, str(ROOT))
+    from tests.faults.test_reference_breaks import BROKEN_REFERENCE
+    from tests.servers import BREAKS
+    from tests.servers.reference_breaks import BREAKS as REFERENCE_BREAKS
+    from tests.suite.test_suite_verdict import BROKEN
 
     # The reference's breaks (rules that need real backends) are named "reference:<break>".
     rows: dict[str, object] = {case.name: case for case in BROKEN}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 import taskqueue_contract as contract
@@ -142,7 +144,7 @@ def test_attempts_equal_processing_events_at_every_read() -> None:
 
 def test_observed_reads_must_be_prefixes_and_never_go_back() -> None:
     final = history("S", "P1", "F1", "P2", "C2")
-    good = [task(Status.PENDING, 0), final[:2], task(Status.RETRYING, 1, last_error="boom"), final]
+    good: list[Any] = [task(Status.PENDING, 0), final[:2], task(Status.RETRYING, 1, last_error="boom"), final]
     assert contract.observed_violations(good, final, max_attempts=5) == []
     back = [task(Status.PROCESSING, 2, last_error="boom"), task(Status.RETRYING, 1, last_error="boom")]
     assert rules(contract.observed_violations(back, final, max_attempts=5)) == {("8.4", "read_went_back")}

@@ -14,15 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from docker_testutil import TEST_IMAGES, Images
 
 from pytest_taskqueue._docker import DockerUnavailableError, check_docker
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Enable pytester for the option tests (``pytest_plugins`` is refused below the rootdir)."""
-    if not config.pluginmanager.has_plugin("pytester"):
-        config.pluginmanager.import_plugin("pytester")
+from tests.docker.docker_testutil import TEST_IMAGES, Images
 
 
 @pytest.fixture

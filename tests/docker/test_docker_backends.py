@@ -17,7 +17,6 @@ from typing import Any
 
 import boto3
 import pytest
-from docker_testutil import Images, labelled
 
 from fault_injection import Toxiproxy
 from pytest_taskqueue._docker import (
@@ -26,6 +25,7 @@ from pytest_taskqueue._docker import (
     DockerBackends,
     remove_leftovers,
 )
+from tests.docker.docker_testutil import Images, labelled
 
 _CHILD = pathlib.Path(__file__).with_name("docker_child.py")
 _AWS = {"region_name": "us-east-1", "aws_access_key_id": "test", "aws_secret_access_key": "test"}

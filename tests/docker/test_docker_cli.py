@@ -12,9 +12,9 @@ import sys
 from typing import Any
 
 import grpc
-from docker_testutil import Images, labelled
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from tests.docker.docker_testutil import Images, labelled
 from tests.process_tools import poll_until
 
 _EXIT_TIMEOUT_S = 120.0

@@ -11,12 +11,12 @@ from typing import Any
 
 import boto3
 import grpc
-from docker_testutil import Images, labelled
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from pytest_taskqueue._stack import PROXY_NAMES, StackConfig, reference_stack
 from taskqueue_proto import taskqueue_pb2 as pb
 from taskqueue_proto import taskqueue_pb2_grpc as pb_grpc
+from tests.docker.docker_testutil import Images, labelled
 
 
 def _noop_completes(target: str, key: str) -> pb.Task:

@@ -7,23 +7,16 @@ from __future__ import annotations
 import asyncio
 import collections
 import itertools
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 from fault_injection import Proxy, Toxiproxy
 from fault_injection.chaos import FAULT_KINDS, ChaosConfig, ChaosResult, fault_schedule, open_fault, run_chaos
 from fault_injection.history import History, check
-
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:  # `tests` is not installed; plain `pytest` does not put the root on sys.path
-    sys.path.insert(0, str(_ROOT))
-
-from tests.servers import running_server  # noqa: E402
+from tests.servers import running_server
 
 _RUN = ChaosConfig(
     duration_s=5.0, clients=4, ops_per_second=30.0, progress_every_s=60.0, drain_timeout_s=60.0

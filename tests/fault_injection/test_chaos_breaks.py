@@ -11,20 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import uuid
 from dataclasses import replace
-from pathlib import Path
 
 from fault_injection import Toxiproxy
 from fault_injection.chaos import ChaosConfig, ChaosResult, run_chaos
 from fault_injection.history import check
-
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:  # `tests` is not installed; plain `pytest` does not put the root on sys.path
-    sys.path.insert(0, str(_ROOT))
-
-from tests.servers import CHAOS_BREAKS, running_server  # noqa: E402
+from tests.servers import CHAOS_BREAKS, running_server
 
 EXPECTED: dict[str, set[str]] = {
     "never_complete_every_50th": {"not_terminal"},

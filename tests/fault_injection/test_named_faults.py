@@ -12,10 +12,10 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 import pytest
-from fault_injection_testutil import echo_once
 
 from fault_injection import Proxy, Toxic, Toxiproxy, ToxiproxyError, faults
 from fault_injection.faults import ActiveFault
+from tests.fault_injection.fault_injection_testutil import echo_once
 
 
 def _toxic_summary(proxy: Proxy) -> set[tuple[str, str]]:

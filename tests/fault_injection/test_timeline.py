@@ -8,18 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 from pathlib import Path
 
 from fault_injection.chaos import ChaosConfig, run_chaos
 from fault_injection.history import check, render_timeline
-
-_ROOT = Path(__file__).resolve().parents[2]
-if str(_ROOT) not in sys.path:  # `tests` is not installed; plain `pytest` does not put the root on sys.path
-    sys.path.insert(0, str(_ROOT))
-
-from tests.browser import chromium, rendered_dom  # noqa: E402
-from tests.servers import running_server  # noqa: E402
+from tests.browser import chromium, rendered_dom
+from tests.servers import running_server
 
 _RUN = ChaosConfig(
     duration_s=4.0, clients=3, ops_per_second=30.0, progress_every_s=600.0, drain_timeout_s=10.0

@@ -6,9 +6,9 @@ import socket
 import uuid
 
 import pytest
-from fault_injection_testutil import echo_once, free_port
 
 from fault_injection import TOXIPROXY_VERSION, Proxy, Toxic, Toxiproxy, ToxiproxyError
+from tests.fault_injection.fault_injection_testutil import echo_once, free_port
 
 
 def test_version_answers_the_release_not_git(toxiproxy: Toxiproxy) -> None:

@@ -13,9 +13,9 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from fault_injection_testutil import echo_once
 
 from fault_injection import Proxy, Toxiproxy
+from tests.fault_injection.fault_injection_testutil import echo_once
 
 txp = pytest.importorskip("toxiproxy")
 txp_api = pytest.importorskip("toxiproxy.api")

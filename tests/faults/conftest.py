@@ -18,12 +18,6 @@ asyncio_default_fixture_loop_scope = function
 """
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    """Enable pytester here: ``pytest_plugins`` is refused in a conftest below the rootdir."""
-    if not config.pluginmanager.has_plugin("pytester"):
-        config.pluginmanager.import_plugin("pytester")
-
-
 _CACHE = os.environ.get("TASKQUEUE_CACHE_DIR") or str(Path.home() / ".cache" / "pytest-taskqueue")
 """The outer run's cache folder, read before pytester points HOME at its temporary folder."""
 

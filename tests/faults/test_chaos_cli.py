@@ -15,10 +15,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from faults_testutil import PYTHON, inmemory_cmd, run_cli
 
 from fault_injection.history import Event, History, Operation, TaskSnapshot
 from pytest_taskqueue.cli import main
+from tests.faults.faults_testutil import PYTHON, inmemory_cmd, run_cli
 
 _LINKS = ["api", "server_dynamodb", "server_sqs", "worker_dynamodb", "worker_sqs"]
 

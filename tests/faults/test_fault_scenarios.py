@@ -10,16 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 import pytest
-from faults_testutil import PYTHON, ROOT, inmemory_cmd, inner_report, outcomes, reference_cmd
 
 from pytest_taskqueue._collect import HARNESS_ONLY_REASON
 from pytest_taskqueue._faults import NO_PROXIES_REASON
-
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from tests.faults.faults_testutil import PYTHON, ROOT, inmemory_cmd, inner_report, outcomes, reference_cmd
 from tests.servers import running_server
 
 _ROUNDS = 5 if os.environ.get("TASKQUEUE_REPEAT_FAULTS") == "1" else 1

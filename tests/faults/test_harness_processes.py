@@ -6,7 +6,8 @@ process runs the work)."""
 from __future__ import annotations
 
 import pytest
-from faults_testutil import reference_cmd
+
+from tests.faults.faults_testutil import reference_cmd
 
 _HEADER = """
 import asyncio

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import sys
 from dataclasses import dataclass
 
 import pytest
-from faults_testutil import ROOT, inner_report, outcomes, reference_break_cmd
 
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from tests.faults.faults_testutil import ROOT, inner_report, outcomes, reference_break_cmd
 from tests.servers.reference_breaks import BREAKS
 
 _TIMEOUT_S = 600.0

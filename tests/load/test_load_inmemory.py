@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from load_testutil import RELAXED_LAG, run_load
 
 from pytest_taskqueue.cli import main
 from tests.browser import rendered_dom
+from tests.load.load_testutil import RELAXED_LAG, run_load
 from tests.servers import running_server
 
 _MIX = ("--mix", "noop:3,echo:1:64,sleep:1:5,fail_times:1:1")

@@ -17,9 +17,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from load_testutil import RELAXED_LAG, ROOT, run_load
-
 from pytest_taskqueue._stack import StackConfig, reference_stack
+from tests.load.load_testutil import RELAXED_LAG, ROOT, run_load
 
 _LOCUST_RUN_S = 12
 # The entries pytest_taskqueue.load.locust_user reports. Not imported from it: importing Locust

@@ -19,13 +19,6 @@ import pytest
 
 from tests.servers import running_command
 
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Enable pytester here: ``pytest_plugins`` is refused in a conftest below the rootdir."""
-    if not config.pluginmanager.has_plugin("pytester"):
-        config.pluginmanager.import_plugin("pytester")
-
-
 _SERVER = pathlib.Path(__file__).with_name("fake_server.py")
 _START_TIMEOUT_S = 30.0
 

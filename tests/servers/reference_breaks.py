@@ -86,7 +86,7 @@ def _internal_instead_of_unavailable() -> None:
             code = grpc.StatusCode.INTERNAL
         return await original(context, code, message)
 
-    service.TaskQueueService._abort = staticmethod(abort)  # type: ignore[method-assign,assignment]
+    service.TaskQueueService._abort = staticmethod(abort)  # type: ignore[method-assign]
 
 
 def _abandoned_attempts_stuck() -> None:
@@ -138,7 +138,7 @@ def _install(name: str) -> None:
     if name == "no_dead_letter":
         queue.Queues.send_dead = _never_dead_letter  # type: ignore[method-assign]
     elif name == "no_heartbeat":
-        worker.Worker._heartbeat = _no_heartbeat  # type: ignore[method-assign]
+        worker.Worker._heartbeat = _no_heartbeat  # type: ignore[method-assign,assignment]
         worker.Worker._join_running = _never_join  # type: ignore[method-assign]
     elif name == "idempotency_per_process":
         _per_process_keys()
@@ -150,7 +150,7 @@ def _install(name: str) -> None:
         _plain_text_messages()
     elif name == "no_not_serving_notice":
         server.NOT_SERVING_NOTICE_S = 0
-        health.aio.HealthServicer.enter_graceful_shutdown = _stay_serving  # type: ignore[method-assign]
+        health.aio.HealthServicer.enter_graceful_shutdown = _stay_serving
     elif name == "sqs_via_queue_url_host":
         _sqs_via_queue_url_host()
     elif name == "never_queued":

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 
 import pytest
-from servers import running_server
 
-from suite._runs import SuiteRun, SuiteRunner
+from tests.servers import running_server
+from tests.suite._runs import SuiteRun, SuiteRunner
 
 INNER_INI = """
 [pytest]
@@ -23,12 +23,6 @@ asyncio_default_fixture_loop_scope = function
 """pytest-asyncio in strict mode (as in a user's empty folder), with its loop-scope warning silenced."""
 
 _INNER_TIMEOUT_S = 600.0
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Enable pytester here: ``pytest_plugins`` is refused in a conftest below the rootdir."""
-    if not config.pluginmanager.has_plugin("pytester"):
-        config.pluginmanager.import_plugin("pytester")
 
 
 @pytest.fixture

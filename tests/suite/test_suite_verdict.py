@@ -10,9 +10,9 @@ import fnmatch
 from dataclasses import dataclass
 
 import pytest
-from servers import BREAKS, QUIRKS
 
-from suite._runs import SuiteRun, SuiteRunner
+from tests.servers import BREAKS, QUIRKS
+from tests.suite._runs import SuiteRun, SuiteRunner
 
 
 def test_whole_suite_passes_against_the_conforming_server(run_suite: SuiteRunner) -> None:
