@@ -10,7 +10,10 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:
+    from pytest_taskqueue._implementation import ImplementationCommands
 
 __all__ = [
     "EXIT_ANOMALIES",
@@ -167,3 +170,21 @@ def host_port(text: str) -> str:
     except pytest.UsageError:
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (for example 127.0.0.1:50051)") from None
     return text.strip()
+
+
+def implementation_commands(args: argparse.Namespace) -> ImplementationCommands | None:
+    """The ``--target-cmd``/``--worker-cmd`` templates parsed, or None; ValueError names the option."""
+    if args.worker_cmd is not None and args.target_cmd is None:
+        raise ValueError("--worker-cmd: needs --target-cmd")
+    if args.target_cmd is None:
+        return None
+    from pytest_taskqueue._implementation import ImplementationCommands, TemplateError
+
+    try:
+        return ImplementationCommands.parse(args.target_cmd, args.worker_cmd)
+    except TemplateError as problem:
+        raise ValueError(
+            str(problem)
+            .replace("--taskqueue-target-cmd", "--target-cmd")
+            .replace("--taskqueue-worker-cmd", "--worker-cmd")
+        ) from None

@@ -60,6 +60,7 @@ from pytest_taskqueue.cli._common import (
     fraction,
     handling_signals,
     host_port,
+    implementation_commands,
     non_negative_int,
     positive_float,
     progress,
@@ -226,20 +227,7 @@ class _Setup:
 
 def _usage_checks(args: argparse.Namespace) -> tuple[ImplementationCommands | None, tuple[str, ...] | None]:
     """The implementation commands (or None) and the requested links; ValueError names the option."""
-    from pytest_taskqueue._implementation import ImplementationCommands, TemplateError
-
-    commands = None
-    if args.worker_cmd is not None and args.target_cmd is None:
-        raise ValueError("--worker-cmd: needs --target-cmd")
-    if args.target_cmd is not None:
-        try:
-            commands = ImplementationCommands.parse(args.target_cmd, args.worker_cmd)
-        except TemplateError as error:
-            raise ValueError(
-                str(error)
-                .replace("--taskqueue-target-cmd", "--target-cmd")
-                .replace("--taskqueue-worker-cmd", "--worker-cmd")
-            ) from None
+    commands = implementation_commands(args)
     if args.clients < 1:
         raise ValueError(f"--clients: must be at least 1, got {args.clients}")
     links = None

@@ -37,6 +37,7 @@ from pytest_taskqueue.cli._common import (
     error,
     handling_signals,
     host_port,
+    implementation_commands,
     non_negative_int,
     positive_float,
     progress,
@@ -245,20 +246,7 @@ def _plan(args: argparse.Namespace) -> _Plan:
             objectives = parse_slo(args.slo)
         except ValueError as problem:
             raise ValueError(f"--slo: {problem}") from None
-    commands = None
-    if args.worker_cmd is not None and args.target_cmd is None:
-        raise ValueError("--worker-cmd: needs --target-cmd")
-    if args.target_cmd is not None:
-        from pytest_taskqueue._implementation import ImplementationCommands, TemplateError
-
-        try:
-            commands = ImplementationCommands.parse(args.target_cmd, args.worker_cmd)
-        except TemplateError as problem:
-            raise ValueError(
-                str(problem)
-                .replace("--taskqueue-target-cmd", "--target-cmd")
-                .replace("--taskqueue-worker-cmd", "--worker-cmd")
-            ) from None
+    commands = implementation_commands(args)
     json_path = Path(args.report).expanduser().absolute() if args.report is not None else None
     html_path = Path(args.html).expanduser().absolute() if args.html is not None else None
     if html_path is None and json_path is not None:
