@@ -1,8 +1,5 @@
-"""Fixtures for the fault_injection tests: a real Toxiproxy server and a TCP echo upstream.
-
-The Toxiproxy binary comes from the toolkit cache (built by ``ensure_toxiproxy`` on first use);
-the server runs on a free 127.0.0.1 port for the session and is stopped on every exit path.
-"""
+"""Fixtures for the fault_injection tests: a TCP echo upstream and a proxy to it (the Toxiproxy
+server itself is tests/conftest.py's ``toxiproxy``)."""
 
 from __future__ import annotations
 
@@ -15,15 +12,6 @@ from collections.abc import Iterator
 import pytest
 
 from fault_injection import Proxy, Toxiproxy
-from pytest_taskqueue._backends import ToxiproxyServer
-
-
-@pytest.fixture(scope="session")
-def toxiproxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Toxiproxy]:
-    """A running Toxiproxy server (one per session, supervised like the stack's), as a client of its API."""
-    log_dir = tmp_path_factory.mktemp("toxiproxy")
-    with ToxiproxyServer(log_dir=log_dir, progress=None, log_level="warn") as server:
-        yield Toxiproxy(server.endpoint)
 
 
 class _EchoHandler(socketserver.BaseRequestHandler):

@@ -46,6 +46,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backoff-ms", type=int, default=20, help="delay before a retry")
     parser.add_argument("--concurrency", type=int, default=16, help="attempts running at once")
     parser.add_argument("--max-payload-bytes", type=int, default=65536)
+    parser.add_argument(
+        "--lose-answers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="every Nth submit that creates a task writes and queues it, then answers UNAVAILABLE, "
+        "as if its answer were lost (conforming, spec 3.3, 9.2; with the cancel_strands_task break "
+        "the answer is lost before the task is queued); 0: never",
+    )
     parser.add_argument("--exit-on-stdin-eof", action="store_true", help="stop when stdin closes")
     return parser.parse_args(argv)
 
@@ -75,7 +84,7 @@ async def serve(args: argparse.Namespace) -> None:
         ]
     )
     pb_grpc.add_TaskQueueServicer_to_server(
-        TaskQueueService(store, worker, breaks, args.max_payload_bytes), server
+        TaskQueueService(store, worker, breaks, args.max_payload_bytes, args.lose_answers), server
     )
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -50,8 +50,9 @@ BREAKS: dict[str, str] = {
     "stale_reads": "every other GetTask answers the task as it was before its last change (spec 8.4)",
     "unavailable_after_create": "a creating submit stores and queues the task, then answers "
     "UNAVAILABLE, so its retry answers created=false and created=true is never seen (spec 3.1)",
-    "cancel_strands_task": "a submit cancelled by its client after the task was written but before "
-    "it was queued leaves it PENDING, and a retry answers it without queueing it (spec 3.7)",
+    "cancel_strands_task": "a submit cancelled by its client (or, with --lose-answers, failed) after "
+    "the task was written but before it was queued leaves it PENDING, and a retry answers it without "
+    "queueing it (spec 3.7)",
     "created_false_on_create": "the submit that creates a task answers created=false (spec 3.1)",
     "rerun_later": "a completed task runs once more two seconds later, appending PROCESSING and "
     "COMPLETED after its terminal event (spec 2.3, 7.1); only the closing sweep sees it",

@@ -31,12 +31,26 @@ Context = grpc.aio.ServicerContext[Any, Any]
 class TaskQueueService(pb_grpc.TaskQueueServicer):
     """Validates requests, applies idempotency, and reads tasks for the API."""
 
-    def __init__(self, store: Store, worker: Worker, breaks: frozenset[str], max_payload_bytes: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        worker: Worker,
+        breaks: frozenset[str],
+        max_payload_bytes: int,
+        lose_answers: int = 0,
+    ) -> None:
         self._store = store
         self._worker = worker
         self._breaks = breaks
         self._max_payload_bytes = max_payload_bytes
         self._stale_turn = False
+        self._lose_every = lose_answers
+        self._created = 0
+
+    def _loses_answer(self) -> bool:
+        """``--lose-answers N``: whether this creating submit's answer is lost (every Nth)."""
+        self._created += 1
+        return self._lose_every > 0 and self._created % self._lose_every == 0
 
     async def _backend(self, context: Context) -> None:
         """The ``internal_on_backend_outage`` break: its simulated outage answers INTERNAL."""
@@ -101,12 +115,15 @@ class TaskQueueService(pb_grpc.TaskQueueServicer):
         if existing is not None:
             return await self._resubmit(existing, request, fingerprint, context)
         record = self._store.insert(request, fingerprint, effective)
+        lost = self._loses_answer()
         if "cancel_strands_task" in self._breaks:
             # The break: queueing is a separate backend call; a client that cancels meanwhile
             # cancels this handler, and the task stays PENDING, unqueued, for ever.
             await asyncio.sleep(_SIMULATED_QUEUE_SEND_S)
+            if lost:  # a submit that fails here strands its task just the same
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "the queue did not answer")
         self._worker.enqueue(record.task.task_id)
-        if "unavailable_after_create" in self._breaks:
+        if lost or "unavailable_after_create" in self._breaks:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "try again")
         created = "created_false_on_create" not in self._breaks
         return pb.SubmitTaskResponse(
