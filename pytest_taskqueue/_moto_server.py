@@ -16,10 +16,16 @@ link is slow or faulted (a Toxiproxy slicer, latency, a half-sent body) holds up
 connection: nothing waits on its bytes but its own reader. Responses are written the same way.
 
 The WSGI application is the one ``moto.server`` builds (``DomainDispatcherApplication`` over
-``create_backend_app``), so what is accepted or rejected, and every answer, is moto's. The
-dispatcher's host-to-backend lookup, which walks every moto module's URL patterns on each request,
-is remembered per host (a pure function of the host name). The DynamoDB backend app is built before
-the port opens, so "HTTP answers" means the first real request is fast too.
+``create_backend_app``), so what is accepted or rejected, and every answer, is moto's. DynamoDB API
+calls (``POST /`` with ``X-Amz-Target: DynamoDB_20120810.<Action>`` and a JSON body, routed by moto's
+dispatcher to its DynamoDB app) take a shorter road to the same place (``DynamoDBFastPath``): the
+request object Flask would build goes straight to the view moto's route would run, and its answer
+becomes the response Flask would send, CORS headers included; Flask's request context, URL routing
+and sessions, which change nothing in the answer, are skipped. Every other request goes through
+the WSGI application. The dispatcher's host-to-backend lookup, which walks every moto module's URL
+patterns on each request, is remembered per host (a pure function of the host name). The DynamoDB
+backend app is built before the port opens, so "HTTP answers" means the first real request is fast
+too.
 
 Two speed-ups, safe only because requests are serialised, live in ``_moto_patches`` and are installed
 by ``build_app``: transactions back up only the items they touch, and key queries read one partition
@@ -39,9 +45,9 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from types import FrameType
 from typing import Any, cast
-from urllib.parse import unquote_to_bytes
+from urllib.parse import unquote, unquote_to_bytes
 
-__all__ = ["SerialisedApp", "build_app", "main", "serve"]
+__all__ = ["DynamoDBFastPath", "SerialisedApp", "build_app", "main", "serve"]
 
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
@@ -79,8 +85,12 @@ class SerialisedApp:
                     close()
 
 
-def build_app(preload: Sequence[str] = ("dynamodb",)) -> SerialisedApp:
-    """moto's dispatcher application wrapped in ``SerialisedApp``, with ``preload`` backends built."""
+def build_app(preload: Sequence[str] = ("dynamodb",), *, fast_path: bool = True) -> SerialisedApp:
+    """moto's dispatcher application wrapped in ``SerialisedApp``, with ``preload`` backends built.
+
+    With ``fast_path`` (and ``"dynamodb"`` preloaded) DynamoDB API calls skip the Flask layer
+    (``DynamoDBFastPath``); without it every request goes through moto's WSGI application.
+    """
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
     from pytest_taskqueue._moto_patches import (
@@ -113,7 +123,120 @@ def build_app(preload: Sequence[str] = ("dynamodb",)) -> SerialisedApp:
     for service in preload:
         # What the dispatcher would do on the first request for this service, done up front.
         dispatcher.app_instances[service] = create_backend_app(cast(Any, service))
+    if fast_path and "dynamodb" in dispatcher.app_instances:
+        return SerialisedApp(DynamoDBFastPath(dispatcher, dispatcher.app_instances["dynamodb"]))
     return SerialisedApp(dispatcher)
+
+
+class DynamoDBFastPath:
+    """WSGI middleware: DynamoDB API calls go straight to the view of moto's DynamoDB app.
+
+    A request is a DynamoDB API call when it is a ``POST`` to ``/`` with an ``X-Amz-Target`` of
+    ``DynamoDB_20120810.<Action>``, a JSON body (``application/x-amz-json-*``) that is not compressed,
+    and moto's dispatcher routes it to the DynamoDB app (it reads the ``Authorization`` header for
+    that). Such a call is handed to the view that app's only route runs (``DynamoHandler.dispatch``,
+    as ``moto.core.utils.convert_to_flask_response`` calls it) with the request object Flask would
+    build, and its answer becomes the response object Flask would send, with the CORS headers
+    flask-cors would add. What is skipped is Flask's request context, URL routing and session
+    handling, which do not change the answer. Anything else, and everything when the DynamoDB app
+    is not shaped as this class knows (checked once, here), goes to ``dispatcher`` unchanged.
+    """
+
+    def __init__(self, dispatcher: WsgiApp, dynamodb_app: Any) -> None:
+        self.dispatcher = dispatcher
+        self.app = dynamodb_app
+        self.view, self.cors = _known_dynamodb_app(dynamodb_app)
+
+    def is_dynamodb_call(self, environ: dict[str, Any]) -> bool:
+        """True when ``environ`` is a call this middleware answers itself."""
+        return (
+            self.view is not None
+            and environ.get("REQUEST_METHOD") == "POST"
+            and environ.get("PATH_INFO") == "/"
+            and environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_20120810.")
+            and environ.get("CONTENT_TYPE", "").startswith("application/x-amz-json-")
+            and "HTTP_CONTENT_ENCODING" not in environ
+            and getattr(self.dispatcher, "get_application")(environ) is self.app  # noqa: B009
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if not self.is_dynamodb_call(environ):
+            return self.dispatcher(environ, start_response)
+        from botocore.exceptions import ClientError
+        from flask_cors.core import ACL_ORIGIN, get_cors_headers, try_match_pattern
+        from moto.moto_api import recorder
+        from werkzeug.exceptions import HTTPException
+        from werkzeug.local import LocalProxy
+
+        app = self.app
+        the_request = app.request_class(environ)
+        # The limits Flask's request reads from the app's config inside a request context.
+        the_request.max_content_length = app.config["MAX_CONTENT_LENGTH"]
+        the_request.max_form_memory_size = app.config["MAX_FORM_MEMORY_SIZE"]
+        the_request.max_form_parts = app.config["MAX_FORM_PARTS"]
+        # moto is handed ``flask.request``, a werkzeug ``LocalProxy``, and tells from the proxy's type
+        # that it serves over HTTP (no ``date`` header of its own, for one): hand it a proxy too.
+        request: Any = LocalProxy(lambda: the_request)
+        try:
+            recorder._record_request(request)
+            try:
+                result = cast(Callable[..., Any], self.view)(request, request.url, dict(request.headers))
+            except ClientError as exc:  # as convert_to_flask_response answers it
+                result = 400, {}, exc.response["Error"]["Message"]
+        except HTTPException:  # rare: let Flask itself turn it into a response, as it would have
+            with app.request_context(environ):
+                response = app.finalize_request(app.handle_user_exception(sys.exc_info()[1]))
+            return cast(Iterable[bytes], response(environ, start_response))
+        if len(result) == 3:
+            status, headers, content = result
+        else:
+            status, headers, content = 200, {}, result
+        response = app.response_class(response=content, status=status, headers=headers)
+        if not response.headers.get(ACL_ORIGIN):
+            for pattern, options in self.cors:
+                if try_match_pattern(unquote(request.path), pattern, caseSensitive=True):
+                    for name, value in get_cors_headers(options, request.headers, request.method).items():
+                        response.headers.add(name, value)
+                    break
+        return cast(Iterable[bytes], response(environ, start_response))
+
+
+def _known_dynamodb_app(app: Any) -> tuple[Callable[..., Any] | None, list[tuple[Any, Any]]]:
+    """The view behind ``POST /`` and flask-cors's resources, or ``(None, [])`` for an unknown shape.
+
+    Known: moto's ``create_backend_app`` for DynamoDB with flask-cors (or none, with
+    ``MOTO_DISABLE_GLOBAL_CORS``): one before-request hook (gzip bodies), at most one
+    after-request hook (flask-cors's), no error handlers, a route to a ``convert_to_flask_response``.
+    """
+    from moto.moto_server.utilities import decompress_request_body
+    from werkzeug.exceptions import HTTPException
+
+    unknown: tuple[None, list[tuple[Any, Any]]] = (None, [])
+    try:
+        endpoint, arguments = app.url_map.bind("localhost").match("/", method="POST")
+    except HTTPException:
+        return unknown
+    view = getattr(app.view_functions.get(endpoint), "callback", None)
+    after = app.after_request_funcs.get(None, [])
+    if (
+        view is None
+        or arguments
+        or dict(app.before_request_funcs) != {None: [decompress_request_body]}
+        or set(app.after_request_funcs) - {None}
+        or any(app.error_handler_spec.values())
+        or app.url_value_preprocessors
+        or app.url_default_functions
+        or len(after) > 1
+    ):
+        return unknown
+    cors: list[tuple[Any, Any]] = []
+    if after:
+        hook = after[0]
+        cells = dict(zip(hook.__code__.co_freevars, hook.__closure__ or (), strict=True))
+        if hook.__name__ != "cors_after_request" or "resources" not in cells:
+            return unknown
+        cors = list(cells["resources"].cell_contents)
+    return view, cors
 
 
 # ------------------------------------------------------------------------------------ HTTP layer
