@@ -97,6 +97,8 @@ def build_app(preload: Sequence[str] = ("dynamodb",), *, fast_path: bool = True)
         install_condition_cache,
         install_method_name_cache,
         install_partition_queries,
+        install_traversal_memo,
+        install_update_expression_cache,
         patch_transactions,
     )
 
@@ -119,6 +121,8 @@ def build_app(preload: Sequence[str] = ("dynamodb",), *, fast_path: bool = True)
     install_partition_queries()
     install_condition_cache()
     install_method_name_cache()
+    install_update_expression_cache()
+    install_traversal_memo()
     dispatcher = Dispatcher()
     for service in preload:
         # What the dispatcher would do on the first request for this service, done up front.

@@ -1,26 +1,31 @@
-"""The stand-in's DynamoDB fast path answers exactly as moto's own WSGI application does.
+"""The stand-in answers exactly as moto's own WSGI application does.
 
 A corpus of requests (successes and every kind of error the reference can meet) is played, in
-order and on a freshly reset moto, once through the stand-in's application (``build_app()``, fast
-path on) and once through moto's plain dispatcher (``build_app(fast_path=False)``), each request
-through the server's own environ builder. Every answer must match: the status, the headers (names,
-order and values; the random request id and the CRC of a body holding a timestamp excepted, each
-checked for consistency instead) and the JSON body with its timestamps blanked. A request moto fails
-on raises the same exception either way (the server answers it 500).
+order and on a fresh moto, through the stand-in's application (``build_app()``: the DynamoDB fast
+path and the speed patches of ``_moto_patches``) and through moto's plain dispatcher in a separate
+process where nothing is patched, each request through the server's own environ builder. Every
+answer must match: the status, the headers (names, order and values; the random request id and the
+CRC of a body holding a timestamp excepted, each checked for consistency instead) and the JSON
+body with its timestamps blanked. A request moto fails on raises the same exception either way
+(the server answers it 500). In-process, ``build_app(fast_path=False)`` (patched, through Flask)
+is compared with the fast path as well, which is what tells a fast-path difference from a patch's.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pytest_taskqueue._moto_server import (
     DynamoDBFastPath,
-    SerialisedApp,
     _call,
     _environ,
     _Request,
@@ -271,13 +276,13 @@ def blank_timestamps(value: Any) -> Any:
     return value
 
 
-def answer(app: SerialisedApp, request: _Request) -> tuple[Any, ...]:
+def answer(app: Any, request: _Request) -> list[Any]:
     """What the server would send for ``request``, normalised; or the exception it would answer 500."""
     environ = _environ(request, ("127.0.0.1", 8000), ("127.0.0.1", 50000))
     try:
         status, headers, body = _call(app, environ)
     except Exception as exc:
-        return ("raised", type(exc).__name__, str(exc))
+        return ["raised", type(exc).__name__, str(exc)]
     fields = dict((name.lower(), value) for name, value in headers)
     if "x-amz-crc32" in fields:
         assert fields["x-amz-crc32"] == str(zlib.crc32(body)), (request.target, headers)
@@ -285,30 +290,51 @@ def answer(app: SerialisedApp, request: _Request) -> tuple[Any, ...]:
     try:
         content: Any = blank_timestamps(json.loads(body))
     except ValueError:
-        content = body
-    return status, [(n, "" if n.lower() in VARYING else v) for n, v in headers], content
+        content = body.decode("latin-1")
+    return [status, [[n, "" if n.lower() in VARYING else v] for n, v in headers], content]
 
 
-def play(app: SerialisedApp) -> list[tuple[Any, ...]]:
+def play(app: Any) -> list[list[Any]]:
     from moto.core.base_backend import BackendDict
 
     BackendDict.reset()  # a fresh moto: every backend empty
     return [answer(app, request) for _, request, _ in CORPUS]
 
 
+def play_plain_moto() -> None:
+    """Print the corpus's answers from moto's own dispatcher, nothing patched (run in a child)."""
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    print(json.dumps(play(DomainDispatcherApplication(create_backend_app))))
+
+
+Answers = tuple[list[list[Any]], list[list[Any]], list[list[Any]]]
+
+
 @pytest.fixture(scope="module")
-def answers() -> Iterator[tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]]:
-    fast, plain = build_app(), build_app(fast_path=False)
+def answers() -> Iterator[Answers]:
+    root = Path(__file__).resolve().parents[1]
+    child = subprocess.run(
+        [sys.executable, "-c", "from tests.test_moto_fast_path import play_plain_moto; play_plain_moto()"],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr[-3000:]
+    moto = json.loads(child.stdout.splitlines()[-1])
+    fast, flask = build_app(), build_app(fast_path=False)
     assert isinstance(fast.app, DynamoDBFastPath) and fast.app.view is not None
-    yield play(fast), play(plain)
+    yield moto, play(flask), play(fast)
 
 
 @pytest.mark.parametrize("index", range(len(CORPUS)), ids=[name for name, _, _ in CORPUS])
-def test_the_fast_path_answers_as_moto_does(
-    index: int, answers: tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]
-) -> None:
-    fast, plain = answers
-    assert fast[index] == plain[index]
+def test_the_stand_in_answers_as_moto_does(index: int, answers: Answers) -> None:
+    moto, flask, fast = answers
+    assert flask[index] == moto[index], "a speed patch changed the answer"
+    assert fast[index] == flask[index], "the fast path changed the answer"
 
 
 def test_the_corpus_covers_what_it_means_to() -> None:

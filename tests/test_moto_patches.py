@@ -98,3 +98,27 @@ def test_cached_condition_parses_decide_like_fresh_ones(table: Any) -> None:
                 ConditionExpression="attribute_not_exists(pk)",
                 ExpressionAttributeNames={"#spare": "x"},
             )
+
+
+def test_cached_update_expressions_and_memoised_walks_apply_each_update(table: Any) -> None:
+    """One update expression parsed once: each use still applies its own values to its own item, and
+    a bad expression is rejected every time."""
+    from pytest_taskqueue._moto_patches import install_traversal_memo, install_update_expression_cache
+
+    assert install_update_expression_cache() and install_traversal_memo()
+    for n in range(3):
+        table.update_item(
+            TableName="t",
+            Key={"pk": {"S": f"u{n % 2}"}, "sk": {"S": "1"}},
+            UpdateExpression="SET #v = if_not_exists(#v, :zero) + :n, tag = :tag",
+            ExpressionAttributeNames={"#v": "v"},
+            ExpressionAttributeValues={":zero": {"N": "0"}, ":n": {"N": str(n + 1)}, ":tag": {"S": f"t{n}"}},
+        )
+    items = {i["pk"]["S"]: i for i in table.scan(TableName="t")["Items"]}
+    assert (items["u0"]["v"], items["u0"]["tag"]) == ({"N": "4"}, {"S": "t2"})  # 1 + 3
+    assert (items["u1"]["v"], items["u1"]["tag"]) == ({"N": "2"}, {"S": "t1"})
+    for _ in range(2):
+        with pytest.raises(table.exceptions.ClientError, match="Syntax error"):
+            table.update_item(
+                TableName="t", Key={"pk": {"S": "u0"}, "sk": {"S": "1"}}, UpdateExpression="SET = :x"
+            )
