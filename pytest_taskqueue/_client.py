@@ -42,10 +42,11 @@ TERMINAL_STATUSES: Final[frozenset[int]] = TERMINAL
 
 _SERVING: Final = 1  # grpc.health.v1.HealthCheckResponse.SERVING
 _CHANNEL_OPTIONS: Final[Sequence[tuple[str, Any]]] = (
-    # Reconnect quickly after a fault scenario cut the link, instead of gRPC's default 1 s..120 s.
+    # Reconnect quickly after a fault scenario cut the link or restarted the API process, instead
+    # of gRPC's default 1 s..120 s: a call made once the target is back must not wait out a backoff.
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
-    ("grpc.max_reconnect_backoff_ms", 1000),
+    ("grpc.max_reconnect_backoff_ms", 250),
     # A payload of the largest testable limit plus one byte goes out; a Task with payload and an
     # echo result of that limit comes back (spec 8.3).
     ("grpc.max_send_message_length", MAX_PAYLOAD_LIMIT + _MESSAGE_SLACK),

@@ -29,7 +29,8 @@ RETRYABLE: Final = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEED
 """A backend was slow or unreachable, or the outcome was never seen: retry (spec 3.6, 9)."""
 
 _FIRST_BACKOFF_S: Final = 0.1
-_MAX_BACKOFF_S: Final = 2.0
+_MAX_BACKOFF_S: Final = 0.5
+"""Short: a restarted or healed target is asked again within half a second, not after a long pause."""
 
 
 @dataclasses.dataclass(frozen=True)

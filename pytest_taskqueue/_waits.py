@@ -250,7 +250,7 @@ class GrpcHealthWait(WaitStrategy):
                 options=[
                     ("grpc.initial_reconnect_backoff_ms", 20),
                     ("grpc.min_reconnect_backoff_ms", 20),
-                    ("grpc.max_reconnect_backoff_ms", 100),
+                    ("grpc.max_reconnect_backoff_ms", 20),
                 ],
             )
         stub = health_pb2_grpc.HealthStub(self._channel)
