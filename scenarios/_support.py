@@ -93,6 +93,29 @@ def failing_history(failures: int, *, then: Code | None) -> list[Code]:
     return codes
 
 
+MID_ATTEMPT_SLEEP_MS = 600
+"""A ``sleep`` a scenario kills the worker in the middle of (spec 7.2). It only has to outlast the
+moment between the PROCESSING snapshot and the kill, which the scenario checks after the kill (each
+set-up try sleeps longer); it runs again in full once the worker is back, so it is kept short, and
+under a 1 s visibility timeout, so that a second PROCESSING comes from the kill and not from a
+redelivery of a live attempt."""
+
+
+def mid_attempt_sleep_ms(attempt: int) -> int:
+    """The ``sleep`` of set-up try ``attempt`` (1, 2, 3): 600, 900, 1350 ms."""
+    return int(MID_ATTEMPT_SLEEP_MS * 1.5 ** (attempt - 1))
+
+
+def first_attempt_cut_short(events: Sequence[pb.TaskEvent]) -> bool:
+    """Attempt 1 started and did not complete: a kill landed in its middle (the set-up of spec 7.2).
+
+    Read right after the kill, or once a killed API process that runs the work is back (attempt 2
+    may have started or finished by then: attempt 1 still shows no COMPLETED).
+    """
+    codes = shape(events)
+    return processing(1) in codes and completed(1) not in codes
+
+
 QUIET_MS = 1200
 """How long ``barrier`` lets pass before a scenario looks again for something that must not happen."""
 

@@ -16,11 +16,13 @@ import pytest
 
 from pytest_taskqueue import TestHarness
 from scenarios._checks import require, violated
-from scenarios._support import finished
+from scenarios._support import completed, finished, mid_attempt_sleep_ms, shape
 from taskqueue_proto import taskqueue_pb2 as pb
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.dlq]
 
+_SETUP_TRIES = 3
+"""How often the work-queue scenario arranges its kill again when the task finished before it."""
 _PEEK_VISIBILITY_S = 2
 """How long a message this scenario looked at (and left) stays hidden: long enough to page past it."""
 
@@ -105,13 +107,23 @@ async def test_task_message_in_the_work_queue_is_json_with_its_task_id(harness: 
     A task is submitted and the process running the work is killed at once (SIGKILL), so its
     message stays in the work queue: visible, or visible again once its visibility timeout passes
     if the attempt had started. The scenario receives it, checks its body, hands it back
-    (visibility 0) and starts the worker again; the task then completes.
+    (visibility 0) and starts the worker again; the task then completes. The task is a short
+    ``sleep``, so that it cannot finish before the kill lands; if it did all the same (checked
+    when the API still answers), the set-up is tried again with a longer one.
     """
     worker = harness.worker
-    answer = await harness.submit(
-        "sleep", json.dumps({"ms": int(harness.visibility_timeout * 2000)}).encode()
-    )
-    worker.kill()
+    for attempt in range(1, _SETUP_TRIES + 1):
+        answer = await harness.submit("sleep", json.dumps({"ms": mid_attempt_sleep_ms(attempt)}).encode())
+        worker.kill()
+        if harness.worker_is_server or completed(1) not in shape(await harness.events(answer.task_id)):
+            break
+        worker.start()  # the task finished before the kill landed: its message is gone; again
+        await worker.wait_ready()
+    else:
+        violated(
+            f"set-up: the task must not finish before the worker is killed ({_SETUP_TRIES} tries)",
+            seen=f"task {answer.task_id} completed before the kill every time",
+        )
     peek = _Peek()
     try:
         limit_s = harness.visibility_timeout + harness.timeout

@@ -32,7 +32,14 @@ from pytest_taskqueue import (
     run_chaos_for_harness,
 )
 from scenarios._checks import count, finished_task_violations, require, require_none, status_name, violated
-from scenarios._support import finished, require_completed_once
+from scenarios._support import (
+    finished,
+    first_attempt_cut_short,
+    format_codes,
+    mid_attempt_sleep_ms,
+    require_completed_once,
+    shape,
+)
 from taskqueue_proto import taskqueue_pb2 as pb
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.faults]
@@ -594,16 +601,15 @@ async def test_worker_sigkill_mid_attempt_and_server_restart(harness: TestHarnes
     """
     worker = harness.worker  # the API process itself when the work runs in it (spec 10.3)
     server = harness.server
-    sleep_ms = max(3000, int(harness.visibility_timeout * 1500))
     for attempt in range(1, _SETUP_TRIES + 1):
-        running = await harness.submit("sleep", _sleep_payload(sleep_ms * attempt))
+        running = await harness.submit("sleep", _sleep_payload(mid_attempt_sleep_ms(attempt)))
         await harness.wait_for_status(running.task_id, pb.TASK_STATUS_PROCESSING)
         worker.kill()
         if harness.worker_is_server:  # the kill took the API down too: read once it is back
             worker.start()
             await worker.wait_ready()
-        at_kill = await harness.get(running.task_id)
-        if at_kill.status == pb.TASK_STATUS_PROCESSING:
+        at_kill = await harness.events(running.task_id)
+        if first_attempt_cut_short(at_kill):
             break
         if not harness.worker_is_server:
             worker.start()  # the attempt ended before the kill landed: again, with a longer sleep
@@ -611,7 +617,7 @@ async def test_worker_sigkill_mid_attempt_and_server_restart(harness: TestHarnes
     else:
         violated(
             f"set-up: the attempt must still be running when the worker is killed ({_SETUP_TRIES} tries)",
-            seen=f"status after the last kill: {status_name(at_kill.status)}",
+            seen=f"history after the last kill: {format_codes(shape(at_kill))}",
         )
     try:
         await asyncio.to_thread(server.restart)

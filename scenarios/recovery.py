@@ -19,18 +19,24 @@ from scenarios._checks import (
     status_name,
     violated,
 )
-from scenarios._support import SUBMITTED, completed, finished, processing, require_history
+from scenarios._support import (
+    SUBMITTED,
+    completed,
+    finished,
+    first_attempt_cut_short,
+    format_codes,
+    mid_attempt_sleep_ms,
+    processing,
+    require_history,
+    shape,
+)
 from taskqueue_proto import taskqueue_pb2 as pb
 
 pytestmark = [pytest.mark.asyncio(loop_scope="session"), pytest.mark.recovery]
 
 _TRIES = 3
-"""Set-up tries: if an attempt ends before the kill lands, the next try uses a longer sleep."""
-
-
-def _sleep_ms(harness: TestHarness, attempt: int) -> int:
-    """Long enough to kill the worker mid-attempt, short of the visibility timeout when possible."""
-    return int(max(1500, harness.visibility_timeout * 750) * 1.5 ** (attempt - 1))
+"""Set-up tries: if an attempt ends before the kill lands, the next try uses a longer sleep
+(``mid_attempt_sleep_ms``)."""
 
 
 @pytest.mark.required
@@ -43,25 +49,25 @@ async def test_worker_killed_mid_attempt_completes_exactly_once(harness: TestHar
     be recorded as FAILED. Exactly one COMPLETED, and it is the last event.
     """
     interrupted: str | None = None
-    after_kill = pb.Task()
+    after_kill: list[pb.TaskEvent] = []
     for attempt in range(1, _TRIES + 1):
-        payload = json.dumps({"ms": _sleep_ms(harness, attempt)}).encode()
+        payload = json.dumps({"ms": mid_attempt_sleep_ms(attempt)}).encode()
         answer = await harness.submit("sleep", payload)
         await harness.wait_for_status(answer.task_id, pb.TASK_STATUS_PROCESSING)
         harness.worker.kill()
         if not harness.worker_is_server:
-            after_kill = await harness.get(answer.task_id)
+            after_kill = await harness.events(answer.task_id)
         harness.worker.start()
         await harness.worker.wait_ready()
         if harness.worker_is_server:  # the kill took the API down too: read once it is back
-            after_kill = await harness.get(answer.task_id)
-        if after_kill.status == pb.TASK_STATUS_PROCESSING:
+            after_kill = await harness.events(answer.task_id)
+        if first_attempt_cut_short(after_kill):
             interrupted = answer.task_id
             break
     if interrupted is None:
         violated(
             f"set-up: the attempt must still be running when the worker is killed ({_TRIES} tries)",
-            seen=f"status after the last kill: {status_name(after_kill.status)}",
+            seen=f"history after the last kill: {format_codes(shape(after_kill))}",
         )
     task, events = await finished(harness, interrupted)
     problems = finished_task_violations(task, events)
