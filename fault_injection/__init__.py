@@ -1,6 +1,7 @@
 """Fault injection through Toxiproxy, and the history checker.
 
-- ``ensure_toxiproxy``: the Toxiproxy server binary, built with ``go install`` into a cache on first use.
+- ``ensure_toxiproxy``: the Toxiproxy server binary, built with ``go install`` into a cache on first use
+  (the caller's ``BuildRunner`` runs the build).
 - ``Toxiproxy`` / ``Proxy``: a typed client of its HTTP API, with no global state.
 - ``fault_injection.faults``: named faults as context managers that always undo themselves.
 - ``fault_injection.history``: the operation recorder and the contract checker (``check``).
@@ -16,7 +17,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING
 
 from fault_injection._backoff import Backoff
-from fault_injection._install import TOXIPROXY_VERSION, ToxiproxyInstallError, ensure_toxiproxy
+from fault_injection._install import TOXIPROXY_VERSION, BuildRunner, ToxiproxyInstallError, ensure_toxiproxy
 from fault_injection._toxiproxy import Proxy, Stream, Toxic, Toxiproxy, ToxiproxyError
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TOXIPROXY_VERSION",
     "Backoff",
+    "BuildRunner",
     "Proxy",
     "Stream",
     "Toxic",

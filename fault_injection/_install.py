@@ -10,6 +10,10 @@ it is complete.
 build sets it (``-ldflags -X``) to the release, so ``GET /version`` answers ``2.12.0`` as the
 released binaries and images do. A stamp beside the binary records how it was built: a binary
 built otherwise (by an older toolkit) is rebuilt once.
+
+The build itself is run by the caller's ``run`` (``BuildRunner``): the toolkit passes one that runs
+it as a supervised process, stopped on every exit path and killed with the harness, so a build
+interrupted by Ctrl-C or by the harness's death does not go on orphaned.
 """
 
 from __future__ import annotations
@@ -19,13 +23,11 @@ import os
 import pathlib
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
-import time
+from collections.abc import Callable
 
-__all__ = ["TOXIPROXY_VERSION", "ToxiproxyInstallError", "ensure_toxiproxy"]
+__all__ = ["TOXIPROXY_VERSION", "BuildRunner", "ToxiproxyInstallError", "ensure_toxiproxy"]
 
 TOXIPROXY_VERSION = "v2.12.0"
 """The Toxiproxy release the toolkit builds and is tested against."""
@@ -38,22 +40,26 @@ _BINARY_NAME = "toxiproxy-server"
 _STAMP_NAME = "toxiproxy-server.build"
 _STAMP = f"{_MODULE}@{TOXIPROXY_VERSION} -ldflags={_LDFLAGS}\n"
 """What the stamp file holds for a binary built the current way."""
-_BUILD_TIMEOUT_S = 1800.0
+_LOG_NAME = "go-install.log"
 _LOG_TAIL_CHARS = 2000
-_PROGRESS_EVERY_S = 15.0
+
+BuildRunner = Callable[[list[str], dict[str, str], pathlib.Path], "int | None"]
+"""Runs a build: ``run(argv, env, log_path)`` with ``env`` as the whole environment and the output
+in ``log_path``; returns the exit status, or None when the build did not finish in time (it is then
+stopped). It must stop the build on every exit path, an interrupt included."""
 
 
 class ToxiproxyInstallError(RuntimeError):
     """Toxiproxy could not be provided: Go is missing or ``go install`` failed."""
 
 
-def ensure_toxiproxy(cache_dir: pathlib.Path) -> pathlib.Path:
+def ensure_toxiproxy(cache_dir: pathlib.Path, *, run: BuildRunner) -> pathlib.Path:
     """Return the path of a Toxiproxy server binary, building it on first use.
 
     The binary lives at ``<cache_dir>/toxiproxy-v2.12.0/toxiproxy-server``. If it is missing it
-    is built with ``go install`` (one progress line on stderr), as is a binary whose stamp says
-    it was built another way; a concurrent caller waits on the lock and then finds the finished
-    binary.
+    is built with ``go install``, run by ``run`` (one line on stderr says so), as is a binary whose
+    stamp says it was built another way; a concurrent caller waits on the lock and then finds the
+    finished binary.
 
     Raises:
         ToxiproxyInstallError: ``go`` is not on PATH, or the build failed (the message carries
@@ -73,7 +79,7 @@ def ensure_toxiproxy(cache_dir: pathlib.Path) -> pathlib.Path:
             # Another process may have finished the build while this one waited for the lock.
             if _is_current(binary, stamp):
                 return binary
-            _build(target_dir, binary)
+            _build(target_dir, binary, run)
             partial = target_dir / f"{_STAMP_NAME}.{os.getpid()}.tmp"
             partial.write_text(_STAMP)
             os.replace(partial, stamp)
@@ -94,7 +100,7 @@ def _is_current(binary: pathlib.Path, stamp: pathlib.Path) -> bool:
         return False
 
 
-def _build(target_dir: pathlib.Path, binary: pathlib.Path) -> None:
+def _build(target_dir: pathlib.Path, binary: pathlib.Path, run: BuildRunner) -> None:
     """Run ``go install`` into a scratch GOBIN and move the result into place atomically."""
     go = shutil.which("go")
     if go is None:
@@ -107,54 +113,22 @@ def _build(target_dir: pathlib.Path, binary: pathlib.Path) -> None:
         file=sys.stderr,
         flush=True,
     )
+    log_path = target_dir / _LOG_NAME
     with tempfile.TemporaryDirectory(prefix=".build-", dir=target_dir) as scratch:
         command = [go, "install", f"-ldflags={_LDFLAGS}", "-v", f"{_MODULE}@{TOXIPROXY_VERSION}"]
         env = dict(os.environ, GOBIN=scratch, CGO_ENABLED="0")
-        returncode, output, timed_out = _run_with_progress(command, env)
-        if timed_out:
+        returncode = run(command, env, log_path)
+        if returncode is None:
             raise ToxiproxyInstallError(
-                f"`GOBIN={scratch} {shlex.join(command)}` did not finish within {_BUILD_TIMEOUT_S:.0f} s"
+                f"`GOBIN={scratch} {shlex.join(command)}` did not finish in time (log: {log_path})"
             )
-        output = output[-_LOG_TAIL_CHARS:]
         built = pathlib.Path(scratch) / "server"
         if returncode != 0 or not _is_executable(built):
+            try:
+                output = log_path.read_text(errors="replace")[-_LOG_TAIL_CHARS:]
+            except OSError:
+                output = ""
             raise ToxiproxyInstallError(
                 f"`GOBIN={scratch} {shlex.join(command)}` failed (exit {returncode}); output tail:\n{output}"
             )
         os.replace(built, binary)
-
-
-def _run_with_progress(command: list[str], env: dict[str, str]) -> tuple[int, str, bool]:
-    """Run the build, printing a progress line every ``_PROGRESS_EVERY_S`` (a cold build takes minutes).
-
-    ``go install -v`` names each package it compiles; their count is the progress. The build is
-    killed at ``_BUILD_TIMEOUT_S``. Returns the exit status, the output and whether it timed out.
-    """
-    began = time.monotonic()
-    process = subprocess.Popen(
-        command, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    watchdog = threading.Timer(_BUILD_TIMEOUT_S, process.kill)
-    watchdog.start()
-    lines: list[str] = []
-    shown = began
-    try:
-        assert process.stdout is not None
-        for raw in process.stdout:
-            lines.append(raw.decode("utf-8", "replace"))
-            now = time.monotonic()
-            if now - shown >= _PROGRESS_EVERY_S:
-                shown = now
-                print(
-                    f"  still building Toxiproxy: {len(lines)} packages so far, {now - began:.0f} s",
-                    file=sys.stderr,
-                    flush=True,
-                )
-        returncode = process.wait()
-    finally:
-        watchdog.cancel()
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    timed_out = returncode != 0 and time.monotonic() - began >= _BUILD_TIMEOUT_S
-    return returncode, "".join(lines), timed_out

@@ -21,7 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -61,6 +61,7 @@ ELASTICMQ_VERSION = "1.6.16"
 ELASTICMQ_ARTIFACT = f"org.elasticmq:elasticmq-server_2.13:{ELASTICMQ_VERSION}"
 _DEPENDENCY_PLUGIN = "org.apache.maven.plugins:maven-dependency-plugin:3.8.1"
 _MAVEN_TIMEOUT_S = 1800.0
+_GO_BUILD_TIMEOUT_S = 1800.0
 _PROGRESS_EVERY_S = 2.0
 
 JAVA_HINT = "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
@@ -338,31 +339,60 @@ def ensure_elasticmq(cache: Path | None = None, *, progress: IO[str] | None = sy
     return classpath_file
 
 
-def _run_maven(argv: list[str], log_path: Path, progress: IO[str] | None) -> None:
-    """Run Maven (supervised, its output in ``log_path``), printing a download count every few seconds."""
-    _say(progress, f"downloading ElasticMQ {ELASTICMQ_VERSION} with Maven (first run only)...")
+def run_build(
+    name: str,
+    argv: Sequence[str],
+    log_path: Path,
+    *,
+    env: Mapping[str, str] | None = None,
+    progress: IO[str] | None,
+    timeout_s: float,
+    count: Callable[[str], int],
+    describe: Callable[[int, float], str],
+) -> int | None:
+    """Run a one-off build step (Maven, ``go install``) as a ``ManagedProcess``, output in ``log_path``.
+
+    Every ``_PROGRESS_EVERY_S`` a line ``describe(count(output so far), seconds)`` goes to
+    ``progress`` (once ``count`` is not 0). Returns the exit status, or None when it did not finish
+    within ``timeout_s``. Like every process the toolkit starts, it is stopped (its whole process
+    group) on every exit path, an interrupt included, and dies with the harness.
+    """
     log_path.unlink(missing_ok=True)
     started = time.monotonic()
-    maven = ManagedProcess("Maven", argv, log_path=log_path)
-    maven.start(wait=False)
-    downloaded = 0
+    process = ManagedProcess(name, argv, log_path=log_path, env=env)
+    process.start(wait=False)
     last_report = started
-    backoff = Backoff(_MAVEN_TIMEOUT_S, first=0.1, cap=_PROGRESS_EVERY_S)
+    backoff = Backoff(timeout_s, first=0.1, cap=max(0.1, _PROGRESS_EVERY_S))
     try:
-        while maven.running:
-            downloaded = maven.output().count("Downloaded from")
+        while process.running:
+            done = count(process.output())
             now = time.monotonic()
-            if downloaded and now - last_report >= _PROGRESS_EVERY_S:
-                _say(progress, f"  ... {downloaded} files downloaded ({now - started:.0f} s)")
+            if done and now - last_report >= _PROGRESS_EVERY_S:
+                _say(progress, describe(done, now - started))
                 last_report = now
             pause = backoff.pause()
             if pause is None:
                 break
-            maven.wait_for_exit(pause)
-        code = maven.returncode
-        downloaded = maven.output().count("Downloaded from")
+            process.wait_for_exit(pause)
+        return process.returncode
     finally:
-        maven.stop()
+        process.stop()
+
+
+def _run_maven(argv: list[str], log_path: Path, progress: IO[str] | None) -> None:
+    """Run Maven (supervised, its output in ``log_path``), printing a download count every few seconds."""
+    _say(progress, f"downloading ElasticMQ {ELASTICMQ_VERSION} with Maven (first run only)...")
+    started = time.monotonic()
+    code = run_build(
+        "Maven",
+        argv,
+        log_path,
+        progress=progress,
+        timeout_s=_MAVEN_TIMEOUT_S,
+        count=lambda output: output.count("Downloaded from"),
+        describe=lambda downloaded, seconds: f"  ... {downloaded} files downloaded ({seconds:.0f} s)",
+    )
+    output = log_path.read_text(errors="replace")
     if code != 0:
         raise BackendStartError(
             "ElasticMQ",
@@ -370,12 +400,12 @@ def _run_maven(argv: list[str], log_path: Path, progress: IO[str] | None) -> Non
             + (f"(exit {code})" if code is not None else f"(not done after {_MAVEN_TIMEOUT_S:.0f} s)"),
             command=display_command(argv),
             log_path=log_path,
-            log_tail="\n".join(log_path.read_text(errors="replace").splitlines()[-25:]),
+            log_tail="\n".join(output.splitlines()[-25:]),
         )
     _say(
         progress,
-        f"ElasticMQ {ELASTICMQ_VERSION} ready in the cache ({downloaded} files downloaded, "
-        f"{time.monotonic() - started:.1f} s)",
+        f"ElasticMQ {ELASTICMQ_VERSION} ready in the cache ({output.count('Downloaded from')} files "
+        f"downloaded, {time.monotonic() - started:.1f} s)",
     )
 
 
@@ -542,12 +572,29 @@ class MotoServer(LocalBackend):
 # -------------------------------------------------------------------------------------- Toxiproxy
 
 
+def run_go_build(argv: list[str], env: dict[str, str], log_path: Path) -> int | None:
+    """``fault_injection.ensure_toxiproxy``'s build runner: ``run_build`` with a package count
+    (``go install -v`` names each package it compiles), for at most ``_GO_BUILD_TIMEOUT_S``."""
+    return run_build(
+        "go install",
+        argv,
+        log_path,
+        env=env,
+        progress=sys.stderr,
+        timeout_s=_GO_BUILD_TIMEOUT_S,
+        count=lambda output: len(output.splitlines()),
+        describe=lambda packages, seconds: (
+            f"  still building Toxiproxy: {packages} packages so far, {seconds:.0f} s"
+        ),
+    )
+
+
 def ensure_toxiproxy_binary(cache: Path | None = None) -> Path:
     """The Toxiproxy server binary from ``fault_injection.ensure_toxiproxy`` (built on first use)."""
     from fault_injection import ToxiproxyInstallError, ensure_toxiproxy
 
     try:
-        return ensure_toxiproxy(cache if cache is not None else cache_dir())
+        return ensure_toxiproxy(cache if cache is not None else cache_dir(), run=run_go_build)
     except ToxiproxyInstallError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else repr(error)
         if shutil.which("go") is None:
