@@ -58,6 +58,14 @@ def test_module_entry_point_runs_main() -> None:
         (["up", "--start-timeout", "0"], "argument --start-timeout: must be > 0, got 0.0"),
         (["chaos", "--seed", "-1"], "argument --seed: must be >= 0, got -1"),
         (["chaos", "--duration", "x"], "argument --duration: not a number: 'x'"),
+        (
+            ["chaos", "--min-ack-fraction", "1.5"],
+            "argument --min-ack-fraction: must be between 0 and 1, got 1.5",
+        ),
+        (["load", "--rate", "inf"], "argument --rate: must be a finite number, got inf"),
+        (["load", "--warmup", "-1"], "argument --warmup: must be >= 0, got -1.0"),
+        (["load", "--connections", "0"], "argument --connections: must be >= 1, got 0"),
+        (["load", "--processes", "1.5"], "argument --processes: not an integer: '1.5'"),
     ],
 )
 def test_usage_errors_exit_2_naming_the_argument(

@@ -1,19 +1,21 @@
 """What every ``taskqueue-harness`` command shares: its name, exit statuses, error lines,
-signal handling, failure descriptions and argument types."""
+signal handling, failure descriptions, argument types, and bringing up a harness-owned stack."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, TypeVar
 
 if TYPE_CHECKING:
     from pytest_taskqueue._implementation import ImplementationCommands
+    from pytest_taskqueue._stack import Stack
 
 __all__ = [
     "EXIT_ANOMALIES",
@@ -22,17 +24,22 @@ __all__ = [
     "EXIT_OK",
     "EXIT_USAGE",
     "PROG",
+    "InfraError",
     "Interrupted",
+    "bounded",
     "describe_failure",
     "error",
     "exit_status_of_signal",
     "first_line",
     "fraction",
     "handling_signals",
+    "harness_stack",
     "host_port",
+    "non_negative_float",
     "non_negative_int",
     "port",
     "positive_float",
+    "positive_int",
     "progress",
 ]
 
@@ -45,7 +52,7 @@ EXIT_ANOMALIES: Final = 1
 """``chaos``/``check``: the history broke rules of the contract."""
 EXIT_USAGE: Final = 2
 EXIT_INFRA: Final = 3
-"""``chaos``: the run could not be carried out (stack, Toxiproxy, target never SERVING)."""
+"""``chaos``/``load``: the run could not be carried out (stack, Toxiproxy, target never SERVING)."""
 
 SignalHandler = Callable[[int, FrameType | None], None]
 
@@ -115,48 +122,60 @@ def describe_failure(failure: BaseException, log_dir: Path | None) -> str:
     return f"{first_line(failure)}{where}"
 
 
-def positive_float(text: str) -> float:
-    """argparse type: a number > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
-    return value
+N = TypeVar("N", int, float)
 
 
-def fraction(text: str) -> float:
-    """argparse type: a number from 0 to 1."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {value:g}")
-    return value
+def bounded(
+    kind: type[N],
+    *,
+    above: N | None = None,
+    at_least: N | None = None,
+    at_most: N | None = None,
+    noun: str = "",
+    note: str = "",
+) -> Callable[[str], N]:
+    """An argparse type: a finite ``kind`` (int or float) within the bounds given.
+
+    The error names the bound broken and the value (``must be > 0, got 0.0``); ``noun`` replaces
+    "a number"/"an integer" in ``not a number: 'x'``, ``note`` follows the bounds in the message."""
+    noun = noun or ("an integer" if kind is int else "a number")
+    if at_least is not None and at_most is not None:
+        rule = f"in {at_least}..{at_most}" if kind is int else f"between {at_least:g} and {at_most:g}"
+    elif above is not None:
+        rule = f"> {above:g}"
+    elif at_least is not None:
+        rule = f">= {at_least:g}"
+    elif at_most is not None:
+        rule = f"<= {at_most:g}"
+    else:
+        rule = "any number"
+
+    def parse(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not {noun}: {text!r}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        if (
+            (above is not None and not value > above)
+            or (at_least is not None and not value >= at_least)
+            or (at_most is not None and not value <= at_most)
+        ):
+            raise argparse.ArgumentTypeError(f"must be {rule}{note}, got {value}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in some messages
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def port(text: str) -> int:
-    """argparse type: a TCP port, 0 picking a free one."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be in 0..65535 (0 picks a free port), got {value}")
-    return value
+positive_float: Final = bounded(float, above=0.0)
+non_negative_float: Final = bounded(float, at_least=0.0)
+fraction: Final = bounded(float, at_least=0.0, at_most=1.0)
+positive_int: Final = bounded(int, at_least=1)
+non_negative_int: Final = bounded(int, at_least=0)
+port: Final = bounded(int, at_least=0, at_most=65535, noun="a port number", note=" (0 picks a free port)")
+"""The argparse types the commands use (``bounded``): a TCP port, 0 picking a free one, and so on."""
 
 
 def host_port(text: str) -> str:
@@ -188,3 +207,41 @@ def implementation_commands(args: argparse.Namespace) -> ImplementationCommands 
             .replace("--taskqueue-target-cmd", "--target-cmd")
             .replace("--taskqueue-worker-cmd", "--worker-cmd")
         ) from None
+
+
+class InfraError(RuntimeError):
+    """The run could not be carried out (a one-line message): exit ``EXIT_INFRA``, apart from anomalies."""
+
+
+@contextlib.contextmanager
+def harness_stack(
+    commands: ImplementationCommands | None,
+    *,
+    prefix: str,
+    log_dir: Path,
+    start_timeout: float,
+) -> Iterator[tuple[str, Stack]]:
+    """Run the harness-owned stack and yield ``(mode, stack)`` for ``chaos`` and ``load``.
+
+    With ``commands`` (``--target-cmd``/``--worker-cmd``) the stack runs that implementation on its
+    own backends (mode ``target-cmd``); without, the reference (``reference-stack``). The logs go to
+    ``log_dir`` and are kept; everything started is stopped on every exit path, a failed start and
+    an interrupt (``Interrupted`` from a signal handler) included. A start that fails raises
+    ``InfraError`` with one line: what failed and where its log is.
+    """
+    from pytest_taskqueue._implementation import reference_implementation
+    from pytest_taskqueue._stack import Stack, StackConfig
+
+    config = StackConfig(prefix=prefix, log_dir=log_dir, keep_logs=True, start_timeout=start_timeout)
+    if commands is not None:
+        stack, mode = Stack(config, commands), "target-cmd"
+    else:
+        stack, mode = Stack(config, reference_implementation(config)), "reference-stack"
+    try:
+        try:
+            stack.start()
+        except Exception as failure:
+            raise InfraError(f"the stack failed to start: {describe_failure(failure, log_dir)}") from failure
+        yield mode, stack
+    finally:
+        stack.stop(keep_logs=True)

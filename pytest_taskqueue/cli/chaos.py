@@ -53,12 +53,13 @@ from pytest_taskqueue.cli._common import (
     EXIT_OK,
     EXIT_USAGE,
     PROG,
+    InfraError,
     Interrupted,
-    describe_failure,
     error,
     first_line,
     fraction,
     handling_signals,
+    harness_stack,
     host_port,
     implementation_commands,
     non_negative_int,
@@ -82,10 +83,6 @@ API_ONLY_NOTE: Final = (
     "only the client -> API link (api) can be faulted: the target runs outside the harness, so its "
     "backend links are not proxied (use --target-cmd to fault them too)"
 )
-
-
-class _InfraError(RuntimeError):
-    """The run could not be carried out (one line): exit 3, reported apart from anomalies."""
 
 
 # ------------------------------------------------------------------------------------- arguments
@@ -242,29 +239,18 @@ def _usage_checks(args: argparse.Namespace) -> tuple[ImplementationCommands | No
 def _bring_up(
     args: argparse.Namespace, commands: ImplementationCommands | None, log_dir: Path
 ) -> Iterator[_Setup]:
-    """Start what the run needs (stopped on every exit path); failures are ``_InfraError``."""
-    from pytest_taskqueue._implementation import reference_implementation
-    from pytest_taskqueue._stack import PROXY_NAMES, Stack, StackConfig
+    """Start what the run needs (stopped on every exit path); failures are ``InfraError``."""
+    from pytest_taskqueue._stack import PROXY_NAMES
 
     if args.target is not None:
         with _proxied_target(args.target, log_dir) as setup:
             yield setup
         return
-    config = StackConfig(
-        prefix=f"chaos-{args.seed}-{uuid.uuid4().hex[:6]}",
-        log_dir=log_dir,
-        keep_logs=True,
-        start_timeout=args.start_timeout,
-    )
-    if commands is not None:
-        stack, mode = Stack(config, commands), "target-cmd"
-    else:
-        stack, mode = Stack(config, reference_implementation(config)), "reference-stack"
-    try:
-        try:
-            stack.start()
-        except Exception as failure:
-            raise _InfraError(f"the stack failed to start: {describe_failure(failure, log_dir)}") from failure
+    prefix = f"chaos-{args.seed}-{uuid.uuid4().hex[:6]}"
+    with harness_stack(commands, prefix=prefix, log_dir=log_dir, start_timeout=args.start_timeout) as (
+        mode,
+        stack,
+    ):
         processes = {"server": stack.server}
         skipped: dict[str, str] = {}
         if commands is None or commands.worker is not None:
@@ -282,8 +268,6 @@ def _bring_up(
             processes=processes,
             skipped=skipped,
         )
-    finally:
-        stack.stop(keep_logs=True)
 
 
 @contextlib.contextmanager
@@ -297,12 +281,12 @@ def _proxied_target(target: str, log_dir: Path) -> Iterator[_Setup]:
             server = ToxiproxyServer(log_dir=log_dir, progress=None, log_level="warn")
             running.enter_context(server)
         except (OSError, RuntimeError) as failure:  # install, start: one line, the log is in log_dir
-            raise _InfraError(f"Toxiproxy could not be started: {first_line(failure)}") from failure
+            raise InfraError(f"Toxiproxy could not be started: {first_line(failure)}") from failure
         toxiproxy = Toxiproxy(server.endpoint)
         try:
             api = toxiproxy.create_proxy("api", "127.0.0.1:0", target)
         except ToxiproxyError as failure:
-            raise _InfraError(f"cannot put a proxy in front of {target}: {failure}") from failure
+            raise InfraError(f"cannot put a proxy in front of {target}: {failure}") from failure
         yield _Setup(
             mode="target",
             target=api.listen,
@@ -431,11 +415,11 @@ def _chaos(
                     )
                 )
             except Exception as failure:
-                raise _InfraError(
+                raise InfraError(
                     f"the chaos run could not be carried out: {first_line(failure)}"
                 ) from failure
             crashed = setup.stack.crashed() if setup.stack is not None else None
-    except _InfraError as failure:
+    except InfraError as failure:
         report["error"] = str(failure)
         _write_report(report_path, report)
         return error(str(failure), EXIT_INFRA)

@@ -194,3 +194,17 @@ def test_bad_options_exit_2_naming_the_option(
 ) -> None:
     assert main(["load", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_implementation_that_cannot_start_is_exit_3_with_one_error_line(tmp_path: Path) -> None:
+    """The stack's bring-up is chaos's (cli/_common.harness_stack): one line, the logs kept."""
+    report_path = tmp_path / "load.json"
+    exits = f"{shlex.quote(sys.executable)} -c 'import sys; sys.exit(3)' {{port}}"
+    run = run_load("--duration", "2", "--target-cmd", exits, report=report_path)
+
+    assert run.returncode == 3, run.explain()
+    errors = [line for line in run.stderr.splitlines() if line.startswith("taskqueue-harness: error:")]
+    assert len(errors) == 1, run.stderr
+    assert "stack failed to start: implementation (--taskqueue-target-cmd): exited with code 3" in errors[0]
+    assert run.report is not None and run.report["verdict"] == "error" and run.report["exit_code"] == 3
+    assert Path(run.report["logs"]).is_dir()
