@@ -18,11 +18,14 @@ syntax tree of a ``ConditionExpression`` (with the names and values it uses; the
 never changed after they are built), ``install_update_expression_cache`` the syntax tree of an
 ``UpdateExpression`` (parsed twice per update; moto validates and applies a deep copy of it),
 ``install_method_name_cache`` the action names of a response class (moto lists them with
-``inspect.getmembers`` per request). ``install_traversal_memo`` walks an update's syntax tree as moto
-does (ten walks per update, one per check) but remembers per node type the answers to the
-``isinstance`` tests on abstract classes that dominated each walk. Measured in-process (best of
-five, shared machine): parsing and validating the reference's claim update from 0.89 to 0.53 ms of
-CPU; the reference's submit transaction from 3.1 to 1.5 ms, a GetItem from 2.3 to 2.0.
+``inspect.getmembers`` per request), ``install_serializer_key_cache`` which keys of a result ``dict``
+may hold each field of the response (asked of six alias providers per field, per response).
+``install_traversal_memo`` walks an update's syntax tree as moto does (ten walks per update, one per
+check) but remembers per node type the answers to the ``isinstance`` tests on abstract classes that
+dominated each walk. Measured in-process (best of five, shared machine at load 5-8): parsing and
+validating the reference's claim update from 0.89 to 0.5 ms of CPU; a consistent GetItem from about
+1.1 to 0.75 ms and a three-event history Query from 1.4 to 1.05 ms (with the fast path of
+``_moto_server``).
 
 The transaction patch checks the moto internals it relies on and leaves moto untouched (with one
 line on stderr) when they are not there, so a moto upgrade degrades speed, not correctness.
@@ -38,6 +41,7 @@ __all__ = [
     "install_condition_cache",
     "install_method_name_cache",
     "install_partition_queries",
+    "install_serializer_key_cache",
     "install_traversal_memo",
     "install_update_expression_cache",
     "patch_transactions",
@@ -343,6 +347,78 @@ def install_traversal_memo() -> bool:
     DepthFirstTraverser.nodes_to_be_processed = nodes_to_be_processed
     DepthFirstTraverser.process = process
     DepthFirstTraverser.traverse_node_recursively = traverse_node_recursively
+    return True
+
+
+#: Remembered key lists of the response serializer; the cache is emptied when it reaches this size.
+_SERIALIZER_KEY_CACHE_SIZE = 16384
+
+
+def install_serializer_key_cache() -> bool:
+    """Remember where the response serializer finds each field of a plain ``dict``; True if installed.
+
+    moto serializes a response by walking the operation's botocore shapes, and for every member of
+    every structure (ten per DynamoDB attribute value) asks a chain of alias providers which keys of
+    the result object may hold it, building a context and six provider objects each time: over half
+    of a ``GetItem``'s or ``Query``'s CPU. For a plain ``dict`` the answer is a pure function of the
+    picker's providers, the member's shape (and the structure it belongs to) and its name, so the
+    list of keys is computed once, by moto's own ``get_possible_keys``, and the value is then looked
+    up with moto's ``get_value`` in that order, as before. Other objects (whose class or ``Meta`` may
+    alias a field) and any key list that fails to compute go the uncached way.
+    """
+    from moto.core import serialize
+
+    picker = getattr(serialize, "AttributePicker", None)
+    get_value = getattr(serialize, "get_value", None)
+    missing = getattr(serialize, "MISSING", None)
+    if picker is None or get_value is None or missing is None:
+        return False
+    original = vars(picker).get("__call__")
+    if original is None:
+        return False
+    if getattr(original, "_taskqueue_cached", False):
+        return True
+    cache: dict[tuple[Any, ...], tuple[str, ...]] = {}
+
+    def call(self: Any, context: Any) -> Any:
+        obj = context.obj
+        if type(obj) is not dict:
+            return original(self, context)
+        shape = context.shape
+        try:
+            key = (
+                type(self),
+                tuple(self.alias_providers),
+                shape,
+                getattr(shape, "parent", None),
+                context.key,
+            )
+            possible = cache.get(key)
+        except TypeError:  # something unhashable: no cache
+            return original(self, context)
+        if possible is None:
+            try:
+                possible = tuple(self.get_possible_keys(context))
+            except Exception:
+                return original(self, context)
+            if len(cache) >= _SERIALIZER_KEY_CACHE_SIZE:
+                cache.clear()
+            cache[key] = possible
+        value = None
+        for possible_key in possible:
+            found = get_value(obj, possible_key, missing)
+            if found is not missing:
+                value = found
+                break
+        key_path = f"{context.key_path}.{context.key}"
+        for transform_path, transform in self.response_transformers.items():
+            if key_path.endswith(transform_path):
+                value = transform(value)
+                break
+        return value
+
+    call._taskqueue_cached = True  # type: ignore[attr-defined]
+    setattr(picker, "__call__", call)  # noqa: B010 (a method replaced on purpose)
     return True
 
 

@@ -27,9 +27,12 @@ patterns on each request, is remembered per host (a pure function of the host na
 backend app is built before the port opens, so "HTTP answers" means the first real request is fast
 too.
 
-Two speed-ups, safe only because requests are serialised, live in ``_moto_patches`` and are installed
-by ``build_app``: transactions back up only the items they touch, and key queries read one partition
-instead of sorting the whole table.
+Speed-ups of moto itself live in ``_moto_patches`` and are installed by ``build_app``: transactions
+back up only the items they touch and key queries read one partition instead of sorting the whole
+table (both safe only because requests are serialised), and caches of pure functions moto recomputes
+per request (expression syntax trees, the response serializer's field lookups). The answers stay
+moto's: ``tests/test_moto_fast_path.py`` plays successes and errors through the stand-in's
+application and through unpatched moto and compares them.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ def build_app(preload: Sequence[str] = ("dynamodb",), *, fast_path: bool = True)
         install_condition_cache,
         install_method_name_cache,
         install_partition_queries,
+        install_serializer_key_cache,
         install_traversal_memo,
         install_update_expression_cache,
         patch_transactions,
@@ -123,6 +127,7 @@ def build_app(preload: Sequence[str] = ("dynamodb",), *, fast_path: bool = True)
     install_method_name_cache()
     install_update_expression_cache()
     install_traversal_memo()
+    install_serializer_key_cache()
     dispatcher = Dispatcher()
     for service in preload:
         # What the dispatcher would do on the first request for this service, done up front.

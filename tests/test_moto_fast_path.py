@@ -85,6 +85,19 @@ CREATE = {
     "BillingMode": "PAY_PER_REQUEST",
 }
 NOT_EXISTS = "attribute_not_exists(pk)"
+RICH = {
+    "pk": {"S": "rich"},
+    "sk": {"S": "1"},
+    "n": {"N": "-1.5e3"},
+    "b": {"B": "AAEC"},
+    "ss": {"SS": ["x", "y"]},
+    "ns": {"NS": ["1", "2"]},
+    "bs": {"BS": ["AA==", "AQ=="]},
+    "m": {"M": {"inner": {"L": [{"S": "a"}, {"N": "1"}, {"BOOL": True}, {"NULL": True}, {"M": {}}]}}},
+    "l": {"L": []},
+    "t": {"BOOL": False},
+    "nil": {"NULL": True},
+}
 
 #: (name, request, goes through the fast path), played in this order on one fresh backend.
 CORPUS: list[tuple[str, _Request, bool]] = [
@@ -118,6 +131,12 @@ CORPUS: list[tuple[str, _Request, bool]] = [
         True,
     ),
     ("GetItem", call("GetItem", {"TableName": TABLE, "Key": KEY, "ConsistentRead": True}), True),
+    ("PutItem of every attribute type", call("PutItem", {"TableName": TABLE, "Item": RICH}), True),
+    (
+        "GetItem of every attribute type",
+        call("GetItem", {"TableName": TABLE, "Key": {"pk": RICH["pk"], "sk": RICH["sk"]}}),
+        True,
+    ),
     (
         "GetItem of a missing item",
         call("GetItem", {"TableName": TABLE, "Key": {"pk": {"S": "z"}, "sk": {"S": "z"}}}),
