@@ -116,8 +116,12 @@ def first_attempt_cut_short(events: Sequence[pb.TaskEvent]) -> bool:
     return processing(1) in codes and completed(1) not in codes
 
 
-QUIET_MS = 1200
-"""How long ``barrier`` lets pass before a scenario looks again for something that must not happen."""
+QUIET_MS = 300
+"""How long ``barrier`` lets pass before a scenario looks again for something that must not happen:
+long enough for work the call just made started on the side (a message sent after its answer) to
+show up. A rerun that comes later still breaks the history for good, and the closing sweep, which
+re-reads every task at least a visibility timeout after the last was created, reports it naming the
+scenario that created the task (spec 2.3: an event after a terminal one)."""
 
 
 async def barrier(harness: TestHarness) -> None:
@@ -125,9 +129,10 @@ async def barrier(harness: TestHarness) -> None:
 
     Used before re-reading a history to check that something did NOT happen (no rerun, no new
     event): work queued before the barrier had its chance to run by the time a task submitted
-    after it completes, and work scheduled a little later (a rerun a second after a resubmit) had
-    time to show up. The barrier task is a ``sleep`` of ``QUIET_MS``; the wait is measured on this
-    client's clock too, so a ``sleep`` that returns early cannot shorten it (that breaks spec 6.2).
+    after it completes, and work started on the side a moment later had time to show up (later
+    reruns are the closing sweep's, see ``QUIET_MS``). The barrier task is a ``sleep`` of
+    ``QUIET_MS``; the wait is measured on this client's clock too, so a ``sleep`` that returns early
+    cannot shorten it (that breaks spec 6.2).
     """
     loop = asyncio.get_running_loop()
     started = loop.time()

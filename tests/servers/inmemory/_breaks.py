@@ -43,7 +43,7 @@ BREAKS: dict[str, str] = {
     "PROCESSING instead of RETRYING (spec 5.1)",
     "sleep_returns_at_once": 'sleep {"ms": N} completes at once instead of after N ms (spec 6.2)',
     "delayed_rerun_on_resubmit": "a resubmit of the same request quietly runs the task again a "
-    "second later (spec 3.3)",
+    "moment (100 ms) after answering, as work started on the side (spec 3.3)",
     "watch_one_snapshot_then_unavailable": "WatchTask sends the first snapshot, then fails "
     "UNAVAILABLE although nothing is down (spec 8.2)",
     "attempts_zero_until_terminal": "attempts is reported 0 until the task is terminal (spec 4.5)",

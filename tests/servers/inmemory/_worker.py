@@ -12,8 +12,10 @@ from ._tasks import AttemptFailed, execute, payload_error
 
 _RUNNABLE: frozenset[int] = frozenset({pb.TASK_STATUS_PENDING, pb.TASK_STATUS_RETRYING})
 _RERUN_BREAKS: frozenset[str] = frozenset({"rerun_on_resubmit", "delayed_rerun_on_resubmit"})
-_RERUN_DELAY_S = 1.0
-"""How long after a resubmit the ``delayed_rerun_on_resubmit`` break runs the task again."""
+_RERUN_DELAY_S = 0.1
+"""How long after a resubmit the ``delayed_rerun_on_resubmit`` break runs the task again: within the
+scenarios' quiet window (scenarios._support.QUIET_MS); a rerun much later is the closing sweep's
+(the ``rerun_later`` break)."""
 _RERUN_AFTER_S = 2.0
 """The ``rerun_later`` break runs a completed task again this long after it completed."""
 
@@ -50,7 +52,7 @@ class Worker:
         self._queue.put_nowait(task_id)
 
     def rerun(self, task_id: str) -> None:
-        """The rerun breaks: queue a task again that a resubmit found (at once, or a second later)."""
+        """The rerun breaks: queue a task again that a resubmit found (at once, or a moment later)."""
         if "delayed_rerun_on_resubmit" in self._breaks:
             self._later(task_id, _RERUN_DELAY_S)
         elif "rerun_on_resubmit" in self._breaks:
