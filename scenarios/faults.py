@@ -49,8 +49,9 @@ _SHORT_DEADLINE_S = 0.5
 _API_LATENCY_MS = 2000
 _LOST_ANSWER_DEADLINE_S = 5.0
 """Deadline of the submit whose answer is lost: the cut connection ends it long before."""
-_TIMEOUT_CLOSE_MS = 1000
-"""The ``timeout`` toxic closes the connection after this long without data on the way back."""
+_TIMEOUT_CLOSE_MS = 500
+"""The ``timeout`` toxic closes the connection after this long without data on the way back: well
+after the server has answered (the answer is swallowed), without holding the scenario longer."""
 _UNDER_FAULT_DEADLINE_S = 5.0
 """Deadline of each call made while a backend is faulted; spec 9.2 wants UNAVAILABLE within it."""
 _FORBIDDEN = (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
@@ -270,6 +271,11 @@ async def test_lost_acknowledgement_retry_gets_the_same_task(harness: TestHarnes
     await _complete_once(harness, tasks, "spec 3.6, 7.1: the task behind the lost answer completes once")
 
 
+_PARTITIONED_SLEEP_MS = 1000
+"""The ``sleep`` running when DynamoDB is cut off (longer on each set-up try): it must outlast the
+moment until the cut, and the cut is held until it has ended."""
+
+
 @pytest.mark.required
 @pytest.mark.spec("9.2", "7.1", "7.3", "10.1")
 async def test_dynamodb_partition_while_processing(harness: TestHarness) -> None:
@@ -284,8 +290,8 @@ async def test_dynamodb_partition_while_processing(harness: TestHarness) -> None
     """
     links = harness.faults
     loop = asyncio.get_running_loop()
-    sleep_ms = 2000
-    for _ in range(_SETUP_TRIES):
+    for attempt in range(1, _SETUP_TRIES + 1):
+        sleep_ms = _PARTITIONED_SLEEP_MS * attempt
         running = await harness.submit("sleep", _sleep_payload(sleep_ms))
         await harness.wait_for_status(running.task_id, pb.TASK_STATUS_PROCESSING)
         seen_running = loop.time()
@@ -308,7 +314,13 @@ async def test_dynamodb_partition_while_processing(harness: TestHarness) -> None
         # Held while probing, and at least as long as the running attempt sleeps, so that it ends
         # (and tries to record its outcome) while DynamoDB is unreachable.
         hold_until = loop.time() + sleep_ms / 1000
-        while len(calls) < 3 or (loop.time() < hold_until and len(calls) < 10):
+        calls += await asyncio.gather(
+            *(
+                _submit_once(harness, harness.key("partitioned"), b"dynamodb down", _UNDER_FAULT_DEADLINE_S)
+                for _ in range(3)
+            )
+        )
+        while loop.time() < hold_until and len(calls) < 10:
             key = harness.key("partitioned")
             calls.append(await _submit_once(harness, key, b"dynamodb down", _UNDER_FAULT_DEADLINE_S))
         try:
@@ -375,11 +387,21 @@ async def test_sqs_fault_loses_no_task_and_completes_none_twice(harness: TestHar
     sleep_ms = 800
     running = await harness.submit("sleep", _sleep_payload(sleep_ms))
     await harness.wait_for_status(running.task_id, pb.TASK_STATUS_PROCESSING)
-    calls: list[_Call] = []
     with _sqs_fault(links, kind):
-        for index in range(3):
-            payload = f"submitted during the {kind} fault #{index}".encode()
-            calls.append(await _submit_once(harness, harness.key(f"during-{kind}"), payload, 5.0))
+        # Side by side: each has its own key, and a slow link makes each take seconds.
+        calls = list(
+            await asyncio.gather(
+                *(
+                    _submit_once(
+                        harness,
+                        harness.key(f"during-{kind}"),
+                        f"submitted during the {kind} fault #{index}".encode(),
+                        _UNDER_FAULT_DEADLINE_S,
+                    )
+                    for index in range(3)
+                )
+            )
+        )
         # Held until the running attempt has ended (its outcome is recorded in DynamoDB, which is
         # reachable), so that its message is acknowledged to SQS through the fault; bounded,
         # since the contract does not require progress while SQS is unreachable.
