@@ -11,22 +11,26 @@ creates the task) after its client gave up with DEADLINE_EXCEEDED; the toxic is 
 run starts resolving. (It delays the requests, not the answers: removing a latency toxic that
 still holds data for a client gone meanwhile can hang Toxiproxy, Shopify/toxiproxy#412.)
 
-A conforming server passes with every task counted; a server that strands such a task
+The reference stack is loaded the second way through its own ``api`` link. A conforming server
+passes with every task counted; a server that strands such a task
 (``cancel_strands_task``) or runs it again on the retry (``rerun_on_resubmit``) fails the run with
 the anomaly named.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from fault_injection import Toxiproxy
+from fault_injection import Proxy, Toxiproxy
 from fault_injection.history import INDETERMINATE_CODES
+from pytest_taskqueue._stack import StackConfig, reference_stack
 from pytest_taskqueue.load.run import RunOutcome, RunSettings, run_load
 from pytest_taskqueue.load.workload import Workload
 from tests.load.load_testutil import RELAXED_LAG
@@ -94,54 +98,81 @@ def test_a_server_that_mishandles_the_retry_of_a_lost_answer_fails_the_run(
 # ------------------------------------------------------------------- answers lost on the network
 
 
-def _run_with_answers_delayed(toxiproxy: Toxiproxy, upstream: str, *, rpc_timeout_s: float) -> RunOutcome:
-    """A load run through a proxy that delivers requests after their deadline, until it resolves.
+def _run_with_answers_delayed(
+    proxy: Proxy, *, rpc_timeout_s: float, drain_timeout_s: float = 10
+) -> RunOutcome:
+    """A load run through ``proxy``, which delivers requests after their deadline until it resolves.
 
     The toxic goes on before the schedule and comes off when the run says it is resolving, so every
     schedule submit reaches the server (which creates the task) and none sees its answer."""
+    proxy.add_toxic(
+        "latency", name="requests-late", stream="upstream",
+        attributes={"latency": int(rpc_timeout_s * 1000) + 700},
+    )  # fmt: skip
+    lifted: list[str] = []
+
+    def progress(line: str) -> None:
+        if "resolving" in line and not lifted:
+            proxy.remove_toxic("requests-late")
+            lifted.append(line)
+
+    settings = RunSettings(
+        rate=20,
+        duration_s=2,
+        workload=Workload.from_options("noop:1", 0, f"lost-{uuid.uuid4().hex[:8]}", 0.0),
+        rpc_timeout_s=rpc_timeout_s,
+        drain_timeout_s=drain_timeout_s,
+        max_lag_s=5.0,
+    )
+    try:
+        outcome = run_load(proxy.listen, settings, progress)
+    finally:
+        if not lifted:
+            proxy.remove_toxic("requests-late")
+    assert lifted, "the run never said it was resolving: no answer was lost"
+    return outcome
+
+
+@contextlib.contextmanager
+def _proxy_to(toxiproxy: Toxiproxy, upstream: str) -> Iterator[Proxy]:
     proxy = toxiproxy.create_proxy(f"load-lost-{uuid.uuid4().hex[:6]}", "127.0.0.1:0", upstream)
     try:
-        proxy.add_toxic(
-            "latency", name="requests-late", stream="upstream",
-            attributes={"latency": int(rpc_timeout_s * 1000) + 700},
-        )  # fmt: skip
-        lifted: list[str] = []
-
-        def progress(line: str) -> None:
-            if "resolving" in line and not lifted:
-                proxy.remove_toxic("requests-late")
-                lifted.append(line)
-
-        settings = RunSettings(
-            rate=20,
-            duration_s=2,
-            workload=Workload.from_options("noop:1", 0, f"lost-{uuid.uuid4().hex[:8]}", 0.0),
-            rpc_timeout_s=rpc_timeout_s,
-            drain_timeout_s=10,
-            max_lag_s=5.0,
-        )
-        outcome = run_load(proxy.listen, settings, progress)
-        assert lifted, "the run never said it was resolving: no answer was lost"
-        return outcome
+        yield proxy
     finally:
         proxy.delete()
 
 
-def test_answers_lost_on_the_network_are_resolved_counted_and_checked(toxiproxy: Toxiproxy) -> None:
-    with running_server() as address:
-        outcome = _run_with_answers_delayed(toxiproxy, address, rpc_timeout_s=0.5)
-
+def _assert_every_task_resolved_and_clean(outcome: RunOutcome) -> None:
     submits, tasks = outcome.summary["submits"], outcome.summary["tasks"]
     assert set(submits["errors_by_code"]) <= set(INDETERMINATE_CODES), submits
     assert submits["errors_by_code"].get("DEADLINE_EXCEEDED", 0) > 0, submits
     assert submits["resolving"].get("OK", 0) == 40 and submits["unresolved"] == 0, submits
     assert tasks["acknowledged"] == 40 and tasks["by_status"] == {"COMPLETED": 40}, tasks
-    assert outcome.anomalies == []
+    assert outcome.anomalies == [], [a.line() for a in outcome.anomalies]
+
+
+def test_answers_lost_on_the_network_are_resolved_counted_and_checked(toxiproxy: Toxiproxy) -> None:
+    with running_server() as address, _proxy_to(toxiproxy, address) as proxy:
+        outcome = _run_with_answers_delayed(proxy, rpc_timeout_s=0.5)
+
+    _assert_every_task_resolved_and_clean(outcome)
 
 
 def test_a_task_run_again_by_the_retry_of_a_lost_answer_is_caught(toxiproxy: Toxiproxy) -> None:
-    with running_server("rerun_on_resubmit") as address:
-        outcome = _run_with_answers_delayed(toxiproxy, address, rpc_timeout_s=0.5)
+    with running_server("rerun_on_resubmit") as address, _proxy_to(toxiproxy, address) as proxy:
+        outcome = _run_with_answers_delayed(proxy, rpc_timeout_s=0.5)
 
     assert outcome.summary["submits"]["resolving"].get("OK", 0) == 40, outcome.summary["submits"]
     assert _RERUN_RULES & {a.rule for a in outcome.anomalies}, [a.line() for a in outcome.anomalies]
+
+
+def test_the_reference_resolves_answers_lost_on_its_api_link(tmp_path: Path) -> None:
+    """The reference stack, its own ``api`` Toxiproxy link delaying the requests past their deadline:
+    the reference may be cancelled mid-submit (spec 3.7), and the retries must still give one task
+    each, run once."""
+    config = StackConfig(prefix=f"lost-{uuid.uuid4().hex[:6]}", log_dir=tmp_path / "logs", keep_logs=True)
+    with reference_stack(config) as stack:
+        api = stack.toxiproxy_client().get_proxy("api")
+        outcome = _run_with_answers_delayed(api, rpc_timeout_s=2.0, drain_timeout_s=60)
+
+    _assert_every_task_resolved_and_clean(outcome)
