@@ -6,12 +6,12 @@ from __future__ import annotations
 import socket
 import socketserver
 import threading
-import uuid
 from collections.abc import Iterator
 
 import pytest
 
 from fault_injection import Proxy, Toxiproxy
+from tests.fault_injection.fault_injection_testutil import proxy_to
 
 
 class _EchoHandler(socketserver.BaseRequestHandler):
@@ -47,8 +47,5 @@ def echo_server() -> Iterator[str]:
 @pytest.fixture
 def proxy(toxiproxy: Toxiproxy, echo_server: str) -> Iterator[Proxy]:
     """A fresh proxy in front of the echo server, deleted after the test."""
-    made = toxiproxy.create_proxy(f"echo-{uuid.uuid4().hex[:8]}", "127.0.0.1:0", echo_server)
-    try:
+    with proxy_to(toxiproxy, echo_server, "echo") as made:
         yield made
-    finally:
-        toxiproxy.delete_proxy(made.name)

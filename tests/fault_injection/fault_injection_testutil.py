@@ -1,10 +1,13 @@
-"""Small socket helpers shared by the fault_injection tests."""
+"""Small socket and proxy helpers shared by the fault_injection tests (and the load tests)."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
+import uuid
+from collections.abc import Iterator
 
-from fault_injection import Proxy
+from fault_injection import Proxy, Toxiproxy
 
 
 def free_port() -> int:
@@ -26,3 +29,13 @@ def echo_once(proxy: Proxy, data: bytes = b"ping", timeout_s: float = 10.0) -> b
                 break
             received += chunk
         return received
+
+
+@contextlib.contextmanager
+def proxy_to(toxiproxy: Toxiproxy, upstream: str, prefix: str) -> Iterator[Proxy]:
+    """A fresh proxy ``<prefix>-<random>`` on a free port in front of ``upstream``, deleted on exit."""
+    made = toxiproxy.create_proxy(f"{prefix}-{uuid.uuid4().hex[:8]}", "127.0.0.1:0", upstream)
+    try:
+        yield made
+    finally:
+        toxiproxy.delete_proxy(made.name)

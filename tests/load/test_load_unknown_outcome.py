@@ -19,10 +19,8 @@ the anomaly named.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +31,7 @@ from fault_injection.history import INDETERMINATE_CODES
 from pytest_taskqueue._stack import StackConfig, reference_stack
 from pytest_taskqueue.load.run import RunOutcome, RunSettings, run_load
 from pytest_taskqueue.load.workload import Workload
+from tests.fault_injection.fault_injection_testutil import proxy_to
 from tests.load.load_testutil import RELAXED_LAG
 from tests.load.load_testutil import run_load as run_load_command
 from tests.servers import running_server
@@ -133,15 +132,6 @@ def _run_with_answers_delayed(
     return outcome
 
 
-@contextlib.contextmanager
-def _proxy_to(toxiproxy: Toxiproxy, upstream: str) -> Iterator[Proxy]:
-    proxy = toxiproxy.create_proxy(f"load-lost-{uuid.uuid4().hex[:6]}", "127.0.0.1:0", upstream)
-    try:
-        yield proxy
-    finally:
-        proxy.delete()
-
-
 def _assert_every_task_resolved_and_clean(outcome: RunOutcome) -> None:
     submits, tasks = outcome.summary["submits"], outcome.summary["tasks"]
     assert set(submits["errors_by_code"]) <= set(INDETERMINATE_CODES), submits
@@ -152,14 +142,14 @@ def _assert_every_task_resolved_and_clean(outcome: RunOutcome) -> None:
 
 
 def test_answers_lost_on_the_network_are_resolved_counted_and_checked(toxiproxy: Toxiproxy) -> None:
-    with running_server() as address, _proxy_to(toxiproxy, address) as proxy:
+    with running_server() as address, proxy_to(toxiproxy, address, "load-lost") as proxy:
         outcome = _run_with_answers_delayed(proxy, rpc_timeout_s=0.5)
 
     _assert_every_task_resolved_and_clean(outcome)
 
 
 def test_a_task_run_again_by_the_retry_of_a_lost_answer_is_caught(toxiproxy: Toxiproxy) -> None:
-    with running_server("rerun_on_resubmit") as address, _proxy_to(toxiproxy, address) as proxy:
+    with running_server("rerun_on_resubmit") as address, proxy_to(toxiproxy, address, "load-lost") as proxy:
         outcome = _run_with_answers_delayed(proxy, rpc_timeout_s=0.5)
 
     assert outcome.summary["submits"]["resolving"].get("OK", 0) == 40, outcome.summary["submits"]
