@@ -231,9 +231,9 @@ def _bring_up(args: argparse.Namespace, commands: Any, log_dir: Path) -> Iterato
 
     A harness-owned stack is the conformance stack, with its 1 s visibility timeout: an attempt
     that runs longer keeps its message by heartbeat (spec 6.3, which the suite checks), so the
-    timeout only bounds how late a message whose receive was lost comes back. Under load the
-    reference showed no abandoned attempt with it (docs/load.md), and a lost receive costs 1 s
-    instead of the reference's default 30 s, which once kept a task PENDING past the drain."""
+    timeout only bounds how late a message whose receive was lost comes back (1 s, not the
+    reference's default 30 s, before the drain timeout). Under load the reference showed no
+    abandoned attempt with it (docs/load.md)."""
     if args.target is not None:
         yield "target", args.target, None
         return
