@@ -122,35 +122,30 @@ def describe_failure(failure: BaseException, log_dir: Path | None) -> str:
     return f"{first_line(failure)}{where}"
 
 
-N = TypeVar("N", int, float)
+_N = TypeVar("_N", int, float)
 
 
 def bounded(
-    kind: type[N],
+    kind: type[_N],
     *,
-    above: N | None = None,
-    at_least: N | None = None,
-    at_most: N | None = None,
+    above: _N | None = None,
+    at_least: _N | None = None,
+    at_most: _N | None = None,
     noun: str = "",
     note: str = "",
-) -> Callable[[str], N]:
+) -> Callable[[str], _N]:
     """An argparse type: a finite ``kind`` (int or float) within the bounds given.
 
     The error names the bound broken and the value (``must be > 0, got 0.0``); ``noun`` replaces
     "a number"/"an integer" in ``not a number: 'x'``, ``note`` follows the bounds in the message."""
     noun = noun or ("an integer" if kind is int else "a number")
-    if at_least is not None and at_most is not None:
+    if above is None and at_least is not None and at_most is not None:
         rule = f"in {at_least}..{at_most}" if kind is int else f"between {at_least:g} and {at_most:g}"
-    elif above is not None:
-        rule = f"> {above:g}"
-    elif at_least is not None:
-        rule = f">= {at_least:g}"
-    elif at_most is not None:
-        rule = f"<= {at_most:g}"
     else:
-        rule = "any number"
+        bounds = [(">", above), (">=", at_least), ("<=", at_most)]
+        rule = " and ".join(f"{sign} {bound:g}" for sign, bound in bounds if bound is not None)
 
-    def parse(text: str) -> N:
+    def parse(text: str) -> _N:
         try:
             value = kind(text)
         except ValueError:
