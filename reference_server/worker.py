@@ -17,6 +17,10 @@ and acts on its status:
   it waits the backoff itself when it is under a second (SQS visibility has one-second granularity)
   or hands the message back with that visibility otherwise.
 
+Each ReceiveMessage asks for as many messages as there are free slots (at most ten). A busy worker
+waits a moment (up to 50 ms) for half its slots to be free before it receives, so it takes several
+messages per call instead of one per finished attempt; an idle one receives at once.
+
 A message this process is already driving that SQS delivers again (its visibility ran out while the
 worker was busy, likely with a short timeout on a loaded machine) is not a second attempt: its new
 receipt handle joins the running one (heartbeats and the final delete use every handle of the task),
@@ -38,7 +42,7 @@ from collections.abc import Callable
 
 from reference_server.backends import RECEIVE_WAIT_SECONDS, BackendUnavailable
 from reference_server.config import Config
-from reference_server.queue import Message, Queues
+from reference_server.queue import BATCH_LIMIT, Message, Queues
 from reference_server.store import Status, Store, TaskRecord, TransitionConflict, now_ms
 from reference_server.tasks import AttemptFailed, run_attempt
 
@@ -46,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: Backoffs at least this long are waited by handing the message back to SQS instead of in-process.
 _RELEASE_BACKOFF_MS = 1000
+#: Longest the receive loop waits for more free slots before it receives for the ones it has.
+_GATHER_SLOTS_S = 0.05
 
 
 class Worker:
@@ -85,6 +91,7 @@ class Worker:
                     task.cancel()
                 if stuck:
                     await asyncio.wait(stuck)
+        await self._queues.drain(self._config.backend_timeout * 2)
         log.info("worker stopped")
 
     # ---------------------------------------------------------------- receiving
@@ -101,6 +108,7 @@ class Worker:
             if not announced:
                 self._announce("worker ready")
                 announced = True
+            await self._gather_free_slots()
             free = self._config.concurrency - len(self._inflight)
             try:
                 messages = await self._queues.receive(free, RECEIVE_WAIT_SECONDS)
@@ -124,6 +132,21 @@ class Worker:
                 task = asyncio.create_task(self._handle(message), name=f"message-{message.task_id}")
                 self._inflight.add(task)
                 task.add_done_callback(self._inflight.discard)
+
+    async def _gather_free_slots(self) -> None:
+        """While attempts run and fewer than half the slots of a receive are free, wait a moment
+        (at most ``_GATHER_SLOTS_S``) for more to free, so one ReceiveMessage brings several messages
+        rather than one per finished attempt. An idle worker does not wait."""
+        wanted = min(self._config.concurrency, BATCH_LIMIT)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _GATHER_SLOTS_S
+        while (
+            self._inflight
+            and 2 * (self._config.concurrency - len(self._inflight)) < wanted
+            and not self._stopping.is_set()
+            and (remaining := deadline - loop.time()) > 0
+        ):
+            await asyncio.wait(set(self._inflight), timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
 
     def _join_running(self, message: Message) -> bool:
         """True when this process already drives the message's task: the message (a redelivery or a
@@ -165,7 +188,7 @@ class Worker:
         task: TaskRecord | None = found
         while task is not None:
             if task.status == Status.COMPLETED:
-                await self._delete(message)
+                self._delete(message)
                 return
             if task.status == Status.DEAD:
                 await self._bury(task, message)
@@ -326,16 +349,17 @@ class Worker:
                 task.task_id,
                 task.attempts,
             )
-        await self._delete(message)
+        self._delete(message)
 
     def _receipts(self, message: Message) -> list[str]:
         """Every receipt handle of the message's task this process holds (the message's own first)."""
         return list(self._handles.get(message.task_id or "", [message.receipt_handle]))
 
-    async def _delete(self, message: Message) -> None:
-        """Delete the task's message under every handle this process received it with."""
+    def _delete(self, message: Message) -> None:
+        """Delete the task's message under every handle this process received it with, in the
+        background (a batch call shared with other deletes; see ``Queues.discard``)."""
         for handle in self._receipts(message):
-            await self._queues.delete(handle)
+            self._queues.discard(handle)
 
     async def _set_visibility(self, message: Message, seconds: int) -> None:
         """Change a message's visibility (under each handle held); failures are logged (SQS will
