@@ -179,6 +179,9 @@ def main() -> int:
                 env["PYTHONPATH"] = os.pathsep.join([str(args.source.resolve()), env.get("PYTHONPATH", "")])
             return env
 
+    # ``python -m`` puts the working directory first on the stand-in's sys.path, ahead of PYTHONPATH:
+    # start it from the tree it is meant to run, or a checkout in the working directory would win.
+    os.chdir((args.source or ROOT).resolve())
     with tempfile.TemporaryDirectory(prefix="bench-standin-") as folder:
         with StandIn(log_dir=Path(folder), progress=None) as server:
             assert server.pid is not None
