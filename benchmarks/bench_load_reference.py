@@ -35,6 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_throughput import _direct_round  # noqa: E402
 
 from pytest_taskqueue._stack import StackConfig, reference_stack  # noqa: E402
+from pytest_taskqueue.cli.load import LOAD_VISIBILITY_TIMEOUT_S  # noqa: E402
 from pytest_taskqueue.load.generator import default_processes  # noqa: E402
 from pytest_taskqueue.load.limits import Step, find_max, unsustainable  # noqa: E402
 from pytest_taskqueue.load.run import RunSettings, run_load  # noqa: E402
@@ -65,7 +66,9 @@ def main() -> int:
     load_before = os.getloadavg()
     run_id = uuid.uuid4().hex[:6]
     log_dir = pathlib.Path(tempfile.mkdtemp(prefix="bench-load-"))
-    config = StackConfig(prefix=f"benchload-{run_id}", log_dir=log_dir)  # as `load` runs it
+    config = StackConfig(  # as `load` runs it
+        prefix=f"benchload-{run_id}", log_dir=log_dir, visibility_timeout=LOAD_VISIBILITY_TIMEOUT_S
+    )
     with reference_stack(config) as stack:
         target = stack.direct_target
 

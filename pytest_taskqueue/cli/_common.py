@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import signal
 import sys
@@ -215,6 +216,7 @@ def harness_stack(
     prefix: str,
     log_dir: Path,
     start_timeout: float,
+    visibility_timeout: int | None = None,
 ) -> Iterator[tuple[str, Stack]]:
     """Run the harness-owned stack and yield ``(mode, stack)`` for ``chaos`` and ``load``.
 
@@ -222,12 +224,15 @@ def harness_stack(
     own backends (mode ``target-cmd``); without, the reference (``reference-stack``). The logs go to
     ``log_dir`` and are kept; everything started is stopped on every exit path, a failed start and
     an interrupt (``Interrupted`` from a signal handler) included. A start that fails raises
-    ``InfraError`` with one line: what failed and where its log is.
+    ``InfraError`` with one line: what failed and where its log is. ``visibility_timeout`` (seconds)
+    replaces the stack's own (1 s, the conformance suite's) when given.
     """
     from pytest_taskqueue._implementation import reference_implementation
     from pytest_taskqueue._stack import Stack, StackConfig
 
     config = StackConfig(prefix=prefix, log_dir=log_dir, keep_logs=True, start_timeout=start_timeout)
+    if visibility_timeout is not None:
+        config = dataclasses.replace(config, visibility_timeout=visibility_timeout)
     if commands is not None:
         stack, mode = Stack(config, commands), "target-cmd"
     else:
