@@ -15,27 +15,28 @@ import contextlib
 import logging
 import signal
 import sys
-
-import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from typing import TYPE_CHECKING
 
 from reference_server.backends import Backends, BackendUnavailable, retry_until
 from reference_server.config import Config, Mode
 from reference_server.queue import Queues
-from reference_server.service import MAX_PAYLOAD_BYTES, TaskQueueService
 from reference_server.store import Store
 from reference_server.worker import Worker
-from taskqueue_proto import SERVICE_NAME, taskqueue_pb2_grpc
+
+if TYPE_CHECKING:  # grpc loads only in processes that serve the API (a worker starts faster without)
+    import grpc
+    from grpc_health.v1 import health
+
+    from reference_server.service import TaskQueueService
 
 #: How long health answers NOT_SERVING before the server stops accepting calls (docs/spec.md 1.2).
 NOT_SERVING_NOTICE_S = 0.3
 
-log = logging.getLogger(__name__)
+#: Largest gRPC message accepted, in payload limits: far above max_payload_bytes so an oversized
+#: payload gets a clear INVALID_ARGUMENT from the service rather than a transport-level RESOURCE_EXHAUSTED.
+MAX_MESSAGE_PAYLOADS = 64
 
-#: Largest gRPC message accepted: far above max_payload_bytes so an oversized payload gets a clear
-#: INVALID_ARGUMENT from the service rather than a transport-level RESOURCE_EXHAUSTED.
-MAX_MESSAGE_BYTES = 64 * MAX_PAYLOAD_BYTES
+log = logging.getLogger(__name__)
 
 
 def announce(line: str) -> None:
@@ -44,8 +45,43 @@ def announce(line: str) -> None:
 
 
 async def _set_health(servicer: health.aio.HealthServicer, status: int) -> None:
+    from taskqueue_proto import SERVICE_NAME
+
     for name in ("", SERVICE_NAME):
         await servicer.set(name, status)
+
+
+async def _start_api(
+    config: Config, store: Store, queues: Queues
+) -> tuple[grpc.aio.Server, TaskQueueService, health.aio.HealthServicer] | None:
+    """Bind and start the gRPC server (health NOT_SERVING); None when the port cannot be bound."""
+    import grpc
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    from grpc_reflection.v1alpha import reflection
+
+    from reference_server.service import MAX_PAYLOAD_BYTES, TaskQueueService
+    from taskqueue_proto import SERVICE_NAME, taskqueue_pb2_grpc
+
+    service = TaskQueueService(config, store, queues)
+    health_servicer = health.aio.HealthServicer()
+    await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_PAYLOADS * MAX_PAYLOAD_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_PAYLOADS * MAX_PAYLOAD_BYTES),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    taskqueue_pb2_grpc.add_TaskQueueServicer_to_server(service, server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
+    port = server.add_insecure_port(f"{config.host}:{config.port}")
+    if port == 0:
+        log.error("cannot bind %s:%d", config.host, config.port)
+        return None
+    await server.start()
+    announce(f"listening on {config.host}:{port}")
+    return server, service, health_servicer
 
 
 async def run(mode: Mode, config: Config) -> int:
@@ -77,36 +113,32 @@ async def run(mode: Mode, config: Config) -> int:
         worker: Worker | None = None
         try:
             if mode.runs_api:
-                service = TaskQueueService(config, store, queues)
-                health_servicer = health.aio.HealthServicer()
-                await _set_health(health_servicer, health_pb2.HealthCheckResponse.NOT_SERVING)
-                server = grpc.aio.server(
-                    options=[
-                        ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                        ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-                        ("grpc.so_reuseport", 0),
-                    ]
-                )
-                taskqueue_pb2_grpc.add_TaskQueueServicer_to_server(service, server)
-                health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-                reflection.enable_server_reflection(
-                    (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-                )
-                port = server.add_insecure_port(f"{config.host}:{config.port}")
-                if port == 0:
-                    log.error("cannot bind %s:%d", config.host, config.port)
+                started = await _start_api(config, store, queues)
+                if started is None:
                     return 1
-                await server.start()
-                announce(f"listening on {config.host}:{port}")
+                server, service, health_servicer = started
 
             deadline = loop.time() + config.startup_timeout
-            await retry_until(
-                deadline, stop, "DynamoDB table", lambda: store.ensure_table(config.create_resources)
-            )
-            await retry_until(deadline, stop, "SQS queues", lambda: queues.ensure(config.create_resources))
+            setups = [  # the table and the queues side by side: a round trip less before ready
+                asyncio.ensure_future(
+                    retry_until(
+                        deadline, stop, "DynamoDB table", lambda: store.ensure_table(config.create_resources)
+                    )
+                ),
+                asyncio.ensure_future(
+                    retry_until(deadline, stop, "SQS queues", lambda: queues.ensure(config.create_resources))
+                ),
+            ]
+            try:
+                await asyncio.gather(*setups)
+            finally:  # after a failure, the other stops too
+                for setup in setups:
+                    setup.cancel()
             log.info("backends ready: table %s, queue %s", config.table, queues.queue_url)
 
             if service is not None and health_servicer is not None:
+                from grpc_health.v1 import health_pb2
+
                 service.ready = True
                 await _set_health(health_servicer, health_pb2.HealthCheckResponse.SERVING)
             if mode.runs_worker:
