@@ -1,7 +1,10 @@
 """SQS: the work queue and the dead-letter queue.
 
-A message's body is ``{"task_id": "..."}`` and nothing else: the task item in DynamoDB is the truth,
-the message only says "look at this task". That makes duplicates and redeliveries harmless.
+A message's body is ``{"task_id": "..."}``, sent at submission with the task's submitted state
+(``"submitted": {...}``, see ``store.submitted_state``) when its payload is small. The task item in
+DynamoDB is the truth; the message says "look at this task", and on its first delivery lets the worker
+try the claim of the first attempt without reading the task first (the claim is conditional, so a
+stale guess only costs a refused write). That makes duplicates and redeliveries harmless.
 
 Sends, deletes and visibility changes on the work queue go out in SQS batch calls (``_Batcher``):
 the first of a kind goes at once, alone, and those that come while it is in flight go together in
@@ -37,16 +40,30 @@ _STALE_RECEIPT_CODES = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class Message:
-    """A received message: its task id (None for a body we cannot read) and receipt handle."""
+    """A received message: its task id (None for a body we cannot read), receipt handle, and on its
+    first delivery the submitted state it carries (``submitted``, else None)."""
 
     task_id: str | None
     receipt_handle: str
     body: str
+    submitted: object = None
 
 
-def message_body(task_id: str) -> str:
-    """The body of a task's message."""
-    return json.dumps({"task_id": task_id}, separators=(",", ":"))
+def message_body(task_id: str, submitted: dict[str, Any] | None = None) -> str:
+    """The body of a task's message, with its submitted state if given."""
+    document: dict[str, Any] = {"task_id": task_id}
+    if submitted is not None:
+        document["submitted"] = submitted
+    return json.dumps(document, separators=(",", ":"))
+
+
+def _submitted_of(body: str) -> object:
+    """The ``submitted`` member of a message body, or None."""
+    try:
+        document = json.loads(body)
+    except json.JSONDecodeError:
+        return None
+    return document.get("submitted") if isinstance(document, dict) else None
 
 
 def _task_id_of(body: str) -> str | None:
@@ -231,9 +248,9 @@ class Queues:
             answer = await self._sqs.get_queue_url(QueueName=name)
             return str(answer["QueueUrl"])
 
-    async def send(self, task_id: str) -> None:
-        """Queue the task's message for a worker."""
-        failure = await self._sends.submit({"MessageBody": message_body(task_id)})
+    async def send(self, task_id: str, submitted: dict[str, Any] | None = None) -> None:
+        """Queue the task's message for a worker (with the task's submitted state, if given)."""
+        failure = await self._sends.submit({"MessageBody": message_body(task_id, submitted)})
         if failure is not None:
             _raise_for(failure, "SendMessageBatch")
 
@@ -252,11 +269,15 @@ class Queues:
                 MaxNumberOfMessages=max(1, min(10, max_messages)),
                 WaitTimeSeconds=wait_seconds,
                 VisibilityTimeout=self._visibility_timeout,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
             )
-        return [
-            Message(_task_id_of(str(m.get("Body", ""))), str(m["ReceiptHandle"]), str(m.get("Body", "")))
-            for m in answer.get("Messages", [])
-        ]
+        messages = []
+        for m in answer.get("Messages", []):
+            body = str(m.get("Body", ""))
+            first = str(m.get("Attributes", {}).get("ApproximateReceiveCount", "")) == "1"
+            submitted = _submitted_of(body) if first and '"submitted"' in body else None
+            messages.append(Message(_task_id_of(body), str(m["ReceiptHandle"]), body, submitted))
+        return messages
 
     async def delete(self, receipt_handle: str) -> bool:
         """Delete a handled message; False if the handle went stale (someone received it again)."""

@@ -22,7 +22,14 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from reference_server.backends import BackendUnavailable
 from reference_server.config import Config
 from reference_server.queue import Queues
-from reference_server.store import EventRecord, IdempotencyConflict, Status, Store, TaskRecord
+from reference_server.store import (
+    EventRecord,
+    IdempotencyConflict,
+    Status,
+    Store,
+    TaskRecord,
+    submitted_state,
+)
 from reference_server.tasks import TASK_TYPES, InvalidPayload
 from reference_server.watch import WatchHub
 from taskqueue_proto import taskqueue_pb2, taskqueue_pb2_grpc
@@ -234,7 +241,7 @@ class TaskQueueService(taskqueue_pb2_grpc.TaskQueueServicer):
             # task. Not recording "sent" saves a write on every submit; only repeats of a task that is
             # still pending pay with a message.
             try:
-                await self._queues.send(task.task_id)
+                await self._queues.send(task.task_id, submitted_state(task))
             except BackendUnavailable as exc:
                 raise BackendUnavailable(
                     f"task {task.task_id} is stored but not queued yet; retry with the same idempotency_key "

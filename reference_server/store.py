@@ -11,14 +11,18 @@ Layout (docs/architecture.md, "Storage layout"), keys ``pk``/``sk``:
 Every change of state is a single ``TransactWriteItems``: the task item is updated on condition that
 its status and ``seq`` are the ones the caller read, and the new events are put on condition that they
 do not exist. So two processes racing on one task cannot both win, and history and state never
-disagree. Submission puts the idempotency item, the task and its SUBMITTED event in one transaction,
-conditional on the idempotency item not existing, which makes concurrent identical submits safe
-across any number of server processes without a lock in memory.
+disagree; a refused transition comes back with the task item as it is
+(``ReturnValuesOnConditionCheckFailure``), so the loser decides again without reading it. Submission
+puts the idempotency item, the task and its SUBMITTED event in one transaction, conditional on the
+idempotency item not existing, which makes concurrent identical submits safe across any number of
+server processes without a lock in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import random
 import time
@@ -152,7 +156,12 @@ class IdempotencyConflict(Exception):
 
 
 class TransitionConflict(Exception):
-    """The task changed since it was read (another process moved it first); re-read and decide again."""
+    """The task changed since it was read (another process moved it first); decide again on ``current``,
+    the task's state as DynamoDB refused the write with (None when not known: re-read it)."""
+
+    def __init__(self, message: str, current: TaskRecord | None = None) -> None:
+        super().__init__(message)
+        self.current = current
 
 
 def now_us() -> int:
@@ -201,6 +210,63 @@ def _get_b(item: AttributeMap, name: str) -> bytes:
 def _get_bool(item: AttributeMap, name: str) -> bool:
     value = item.get(name)
     return bool(value["BOOL"]) if value else False
+
+
+#: Payloads up to this many bytes travel in the task's message (``submitted_state``).
+SUBMITTED_STATE_PAYLOAD_BYTES = 1024
+
+
+def submitted_state(task: TaskRecord) -> dict[str, Any] | None:
+    """What a worker needs to claim a just-submitted task without reading it first, to travel in its
+    message; None when the task is past its submission or its payload is large."""
+    if task.status != Status.PENDING or task.seq != 1 or len(task.payload) > SUBMITTED_STATE_PAYLOAD_BYTES:
+        return None
+    return {
+        "idempotency_key": task.idempotency_key,
+        "task_type": task.task_type,
+        "payload": base64.b64encode(task.payload).decode("ascii"),
+        "max_attempts": task.max_attempts,
+        "created_at_us": task.created_at_us,
+    }
+
+
+def from_submitted_state(task_id: str, state: object) -> TaskRecord | None:
+    """The task as ``submitted_state`` described it at its submission; None for anything malformed.
+
+    Only a guess: the task may have moved on since. Transitions are conditional on the status and
+    ``seq`` they start from, so acting on a stale guess fails with TransitionConflict, never wrongly.
+    """
+    if not isinstance(state, dict):
+        return None
+    try:
+        key, kind, encoded = state["idempotency_key"], state["task_type"], state["payload"]
+        max_attempts, created = state["max_attempts"], state["created_at_us"]
+        if not (isinstance(key, str) and isinstance(kind, str) and isinstance(encoded, str)):
+            return None
+        if type(max_attempts) is not int or type(created) is not int:
+            return None
+        payload = base64.b64decode(encoded, validate=True)
+    except (KeyError, ValueError, binascii.Error):
+        return None
+    return _submitted(task_id, key, kind, payload, max_attempts, created)
+
+
+def _submitted(
+    task_id: str, key: str, task_type: str, payload: bytes, max_attempts: int, created_at_us: int
+) -> TaskRecord:
+    """A task as its submission creates it: PENDING, no attempt yet, its SUBMITTED event as ``seq`` 1."""
+    return TaskRecord(
+        task_id=task_id,
+        idempotency_key=key,
+        task_type=task_type,
+        payload=payload,
+        status=Status.PENDING,
+        attempts=0,
+        max_attempts=max_attempts,
+        seq=1,
+        created_at_us=created_at_us,
+        updated_at_us=created_at_us,
+    )
 
 
 def _record_from_item(item: AttributeMap) -> TaskRecord:
@@ -350,18 +416,7 @@ class Store:
         fingerprint = Fingerprint.of(task_type, payload, max_attempts)
         for attempt in range(_SUBMIT_TRIES):
             created_at = now_us()
-            record = TaskRecord(
-                task_id=str(uuid.uuid4()),
-                idempotency_key=key,
-                task_type=task_type,
-                payload=payload,
-                status=Status.PENDING,
-                attempts=0,
-                max_attempts=max_attempts,
-                seq=1,
-                created_at_us=created_at,
-                updated_at_us=created_at,
-            )
+            record = _submitted(str(uuid.uuid4()), key, task_type, payload, max_attempts, created_at)
             idem_item: AttributeMap = {
                 "pk": _s(f"IDEM#{key}"),
                 "sk": _s(IDEM_SK),
@@ -677,6 +732,7 @@ class Store:
                 "ConditionExpression": "#status = :old_status AND #seq = :old_seq",
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": values,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }
         }
         puts = [
@@ -697,8 +753,11 @@ class Store:
                     raise
                 codes = _cancellation_codes(exc)
                 if any(code in ("ConditionalCheckFailed", "TransactionConflict") for code in codes):
+                    reasons = exc.response.get("CancellationReasons") or [{}]
+                    found = reasons[0].get("Item") if codes[0] == "ConditionalCheckFailed" else None
                     raise TransitionConflict(
-                        f"task {old.task_id} changed since it was read ({', '.join(codes)})"
+                        f"task {old.task_id} changed since it was read ({', '.join(codes)})",
+                        _record_from_item(found) if found else None,
                     ) from None
                 raise BackendUnavailable(
                     f"DynamoDB cancelled a transition of {old.task_id}: {codes}"

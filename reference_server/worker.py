@@ -1,7 +1,8 @@
 """The worker: receives task messages from SQS and runs attempts, recording every step in DynamoDB.
 
 The task item decides, the message only wakes a worker up. For each message the worker reads the task
-and acts on its status:
+(on a message's first delivery it starts from the submitted state the message carries instead, and a
+refused claim answers with the task as it is) and acts on its status:
 
 - COMPLETED: the message is deleted. DEAD: the message is copied to the dead-letter queue (unless the
   task says that already happened), then deleted.
@@ -43,7 +44,14 @@ from collections.abc import Callable
 from reference_server.backends import RECEIVE_WAIT_SECONDS, BackendUnavailable
 from reference_server.config import Config
 from reference_server.queue import BATCH_LIMIT, Message, Queues
-from reference_server.store import Status, Store, TaskRecord, TransitionConflict, now_ms
+from reference_server.store import (
+    Status,
+    Store,
+    TaskRecord,
+    TransitionConflict,
+    from_submitted_state,
+    now_ms,
+)
 from reference_server.tasks import AttemptFailed, run_attempt
 
 log = logging.getLogger(__name__)
@@ -180,7 +188,11 @@ class Worker:
             log.error("deleting a message that is not a task message: %r", message.body[:200])
             await self._queues.delete(message.receipt_handle)
             return
-        found = await self._store.get_task(task_id, with_result=False)
+        # A first delivery carries the task as it was submitted: try the claim on that guess (a
+        # refused claim answers with the task as it is), else read the task.
+        found = from_submitted_state(task_id, message.submitted) if message.submitted is not None else None
+        if found is None:
+            found = await self._store.get_task(task_id, with_result=False)
         if found is None:
             log.error("deleting the message of unknown task %s", task_id)
             await self._queues.delete(message.receipt_handle)
@@ -208,13 +220,16 @@ class Worker:
                     return
             try:
                 claimed = await self._store.claim(task, self._lease_ms)
-            except TransitionConflict:
-                task = await self._reload(task_id)
+            except TransitionConflict as conflict:
+                task = await self._reload(task_id, conflict)
                 continue
             task = await self._run(claimed, message)
 
-    async def _reload(self, task_id: str) -> TaskRecord:
-        """Re-read a task that is known to exist (tasks are never deleted)."""
+    async def _reload(self, task_id: str, conflict: TransitionConflict | None = None) -> TaskRecord:
+        """The current state of a task that is known to exist (tasks are never deleted): the one a
+        refused transition came back with, else read."""
+        if conflict is not None and conflict.current is not None:
+            return conflict.current
         task = await self._store.get_task(task_id, with_result=False)
         if task is None:
             raise BackendUnavailable(f"task {task_id} disappeared from the table")
@@ -224,8 +239,8 @@ class Worker:
         """Record a failed attempt; returns the new state, or the re-read state if someone moved first."""
         try:
             return await self._store.fail(task, error, backoff_ms)
-        except TransitionConflict:
-            return await self._reload(task.task_id)
+        except TransitionConflict as conflict:
+            return await self._reload(task.task_id, conflict)
 
     async def _wait_backoff(self, task: TaskRecord, message: Message) -> bool:
         """Wait until the task may be retried. False when the message was handed back to SQS instead."""
@@ -298,11 +313,11 @@ class Worker:
                     return await self._record_failure(task, detail, self._config.backoff_ms(task.attempts))
                 try:
                     return await self._store.complete(task, attempt.result())
-                except TransitionConflict:  # lost the lease, or a timed-out try of ours was applied
+                except TransitionConflict as conflict:  # lost the lease, or a timed-out try of ours applied
                     log.warning(
                         "task %s: attempt %d ended after its task moved on", task.task_id, task.attempts
                     )
-                    return await self._reload(task.task_id)
+                    return await self._reload(task.task_id, conflict)
             except BackendUnavailable as exc:
                 if loop.time() + delay >= give_up or self._releasing.is_set():
                     raise

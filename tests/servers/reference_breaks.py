@@ -122,7 +122,7 @@ def _plain_text_messages() -> None:
     def task_id_of(body: str) -> str | None:
         return body.removeprefix("task ") if body.startswith("task ") else original(body)
 
-    queue.message_body = lambda task_id: f"task {task_id}"
+    queue.message_body = lambda task_id, submitted=None: f"task {task_id}"
     queue._task_id_of = task_id_of
 
 
@@ -130,7 +130,7 @@ async def _stay_serving(self: object) -> None:
     """``HealthServicer.enter_graceful_shutdown`` that leaves every status as it is."""
 
 
-async def _never_send(self: queue.Queues, task_id: str) -> None:
+async def _never_send(self: queue.Queues, task_id: str, submitted: dict[str, Any] | None = None) -> None:
     """``Queues.send`` that sends nothing."""
 
 
