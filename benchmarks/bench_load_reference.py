@@ -6,13 +6,17 @@ In one run, on one harness-owned reference stack (moto, ElasticMQ, the reference
 
 1. ``--find-max`` as ``taskqueue-harness load`` does it (doubling from ``--start-rate``, then
    bisecting to 10%), against the API directly (not through Toxiproxy), every step checked;
-2. the backend ceiling: ``--concurrency`` loops issuing exactly what one SubmitTask costs the
-   server, directly on the same moto and ElasticMQ (``bench_throughput._direct_round``: one
-   TransactWriteItems, one SendMessage, one UpdateItem), on a fresh table and queue;
+2. the backend ceiling: ``--concurrency`` loops each living whole tasks with the reference's own
+   backend code, directly on the same moto and ElasticMQ, on a fresh table and queue, from two
+   processes as the reference has a server and a worker (``bench_throughput.direct_lifecycle_ceiling``:
+   the submit's TransactWriteItems and SendMessage, then the worker's read, claim, completion and
+   delete): the same DynamoDB and SQS calls a task costs, without gRPC; beside it the submit path
+   alone (``_direct_round``), for reference;
 3. a run at half the highest sustainable rate, for its end-to-end p99.
 
-Prints one JSON line: the steps, ``highest_sustainable_rate``, ``backend_ceiling`` (submits/s),
-``ratio`` = highest / ceiling, and the half-rate run's latencies, with the machine's load average.
+Prints one JSON line: the steps, ``highest_sustainable_rate``, ``backend_ceiling`` (whole tasks/s, in
+its ``submits_per_s``), ``submit_path_ceiling``, ``ratio`` = highest / ceiling, and the half-rate
+run's latencies, with the machine's load average.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import dataclasses
 import json
 import os
 import pathlib
@@ -32,7 +37,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bench_throughput import _direct_round  # noqa: E402
+from bench_throughput import _direct_round, direct_lifecycle_ceiling  # noqa: E402
 
 from pytest_taskqueue._stack import StackConfig, reference_stack  # noqa: E402
 from pytest_taskqueue.cli.load import LOAD_VISIBILITY_TIMEOUT_S  # noqa: E402
@@ -91,7 +96,11 @@ def main() -> int:
         )
         os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
         os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
-        ceiling = asyncio.run(_direct_round(direct_config, args.concurrency, args.direct_duration))
+        ceiling = direct_lifecycle_ceiling(direct_config, args.concurrency, args.direct_duration)
+        submit_only = dataclasses.replace(
+            direct_config, table=direct_config.table + "s", queue=direct_config.queue + "s"
+        )
+        submit_path = asyncio.run(_direct_round(submit_only, args.concurrency, args.direct_duration))
         half: dict[str, Any] | None = None
         if best is not None:
             outcome = run_load(target, _settings(best / 2, args.half_duration, f"bl-{run_id}-half"), _quiet)
@@ -109,6 +118,7 @@ def main() -> int:
                 "highest_sustainable_rate": best,
                 "limited_by": found.limited_by,
                 "backend_ceiling": ceiling,
+                "submit_path_ceiling": submit_path,
                 "ratio": round(best / ceiling["submits_per_s"], 3) if best else None,
                 "half_rate_run": half,
                 "load_average": {"before": load_before, "after": os.getloadavg()},

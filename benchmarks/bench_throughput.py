@@ -21,7 +21,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import itertools
 import json
+import multiprocessing
 import os
 import pathlib
 import statistics
@@ -38,8 +41,8 @@ import grpc  # noqa: E402
 
 from reference_server.backends import Backends  # noqa: E402
 from reference_server.config import Config  # noqa: E402
-from reference_server.queue import Queues  # noqa: E402
-from reference_server.store import Store  # noqa: E402
+from reference_server.queue import Message, Queues  # noqa: E402
+from reference_server.store import Status, Store  # noqa: E402
 from taskqueue_proto import taskqueue_pb2 as pb  # noqa: E402
 from taskqueue_proto import taskqueue_pb2_grpc  # noqa: E402
 from tests.reference._procs import AWS_ENV, Stoppable, start_elasticmq, start_moto, start_reference  # noqa: E402
@@ -80,22 +83,93 @@ async def _direct_round(config: Config, concurrency: int, duration: float) -> di
         await store.ensure_table(create=True)
         await queues.ensure(create=True)
         run = uuid.uuid4().hex[:8]
+        serial = itertools.count()  # every submit a new key, the warm-up's too
 
         async def submit(n: int) -> None:
-            task, _ = await store.create_task(f"direct-{run}-{n}", "noop", PAYLOAD, 5)
+            task, _ = await store.create_task(f"direct-{run}-{next(serial)}", "noop", PAYLOAD, 5)
             await queues.send(task.task_id)
 
         await _drive(concurrency, 1.0, submit)  # warm the connection pool
         return _summary(await _drive(concurrency, duration, submit), duration)
 
 
+async def _direct_lifecycle_round(config: Config, concurrency: int, duration: float) -> dict[str, float]:
+    """Whole task lives, with the reference's own backend code and no gRPC: the ceiling of a run.
+
+    Each of ``concurrency`` loops submits one task (``Store.create_task``, ``Queues.send``) and then
+    drives one received message as the worker does (``Store.get_task``, ``Store.claim``,
+    ``Store.complete``, ``Queues.delete``), so submits and completions stay balanced. ``submits_per_s``
+    here counts tasks that reached COMPLETED per second.
+    """
+    async with Backends(config) as backends:
+        store = Store(backends.dynamodb, config.table)
+        queues = Queues(backends.sqs, config.queue, config.dead_letter_queue, config.visibility_timeout)
+        await store.ensure_table(create=True)
+        await queues.ensure(create=True)
+        run = uuid.uuid4().hex[:8]
+        serial = itertools.count()  # every submit a new key, the warm-up's too
+
+        async def one_life(n: int) -> None:
+            task, _ = await store.create_task(f"life-{run}-{next(serial)}", "noop", PAYLOAD, 5)
+            await queues.send(task.task_id)
+            while True:
+                messages: list[Message] = await queues.receive(1, 1)
+                task_id = messages[0].task_id if messages else None
+                if task_id is None:
+                    continue
+                message = messages[0]
+                found = await store.get_task(task_id, with_result=False)
+                if found is not None and found.status == Status.PENDING:
+                    break
+                await queues.delete(message.receipt_handle)  # a redelivery of a finished task: as the worker
+            claimed = await store.claim(found, 30_000)
+            await store.complete(claimed, b"")
+            await queues.delete(message.receipt_handle)
+
+        await _drive(concurrency, 1.0, one_life)  # warm the connection pools
+        return _summary(await _drive(concurrency, duration, one_life), duration)
+
+
+def _lifecycle_in_process(config: Config, concurrency: int, duration: float) -> dict[str, float]:
+    return asyncio.run(_direct_lifecycle_round(config, concurrency, duration))
+
+
+def direct_lifecycle_ceiling(
+    config: Config, concurrency: int, duration: float, processes: int = 2
+) -> dict[str, float]:
+    """``_direct_lifecycle_round`` in ``processes`` processes at once (the reference runs its calls
+    from two, a server and a worker), ``concurrency`` loops in all; their rates added up."""
+    asyncio.run(_prepare(config))
+    share = max(1, concurrency // processes)
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(processes, mp_context=context) as pool:
+        rounds = list(
+            pool.map(_lifecycle_in_process, [config] * processes, [share] * processes, [duration] * processes)
+        )
+    return {
+        "submits_per_s": round(sum(r["submits_per_s"] for r in rounds), 1),
+        "p50_ms": max(r["p50_ms"] for r in rounds),
+        "p99_ms": max(r["p99_ms"] for r in rounds),
+        "processes": processes,
+    }
+
+
+async def _prepare(config: Config) -> None:
+    async with Backends(config) as backends:
+        await Store(backends.dynamodb, config.table).ensure_table(create=True)
+        await Queues(backends.sqs, config.queue, config.dead_letter_queue, config.visibility_timeout).ensure(
+            create=True
+        )
+
+
 async def _grpc_round(target: str, concurrency: int, duration: float) -> dict[str, float]:
     async with grpc.aio.insecure_channel(target) as channel:
         stub = taskqueue_pb2_grpc.TaskQueueStub(channel)
         run = uuid.uuid4().hex[:8]
+        serial = itertools.count()  # every submit a new key, the warm-up's too
 
         async def submit(n: int) -> None:
-            key = f"grpc-{run}-{n}"
+            key = f"grpc-{run}-{next(serial)}"
             request = pb.SubmitTaskRequest(idempotency_key=key, task_type="noop", payload=PAYLOAD)
             await stub.SubmitTask(request, timeout=30)
 
