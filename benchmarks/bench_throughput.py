@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import json
 import multiprocessing
@@ -32,7 +33,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -76,12 +77,19 @@ def _summary(latencies: list[float], duration: float) -> dict[str, float]:
     }
 
 
-async def _direct_round(config: Config, concurrency: int, duration: float) -> dict[str, float]:
+@contextlib.asynccontextmanager
+async def _backend_code(config: Config) -> AsyncIterator[tuple[Store, Queues]]:
+    """The reference's own Store and Queues on ``config``'s table and queues (created if missing)."""
     async with Backends(config) as backends:
         store = Store(backends.dynamodb, config.table)
         queues = Queues(backends.sqs, config.queue, config.dead_letter_queue, config.visibility_timeout)
         await store.ensure_table(create=True)
         await queues.ensure(create=True)
+        yield store, queues
+
+
+async def _direct_round(config: Config, concurrency: int, duration: float) -> dict[str, float]:
+    async with _backend_code(config) as (store, queues):
         run = uuid.uuid4().hex[:8]
         serial = itertools.count()  # every submit a new key, the warm-up's too
 
@@ -101,11 +109,7 @@ async def _direct_lifecycle_round(config: Config, concurrency: int, duration: fl
     ``Store.complete``, ``Queues.delete``), so submits and completions stay balanced. ``submits_per_s``
     here counts tasks that reached COMPLETED per second.
     """
-    async with Backends(config) as backends:
-        store = Store(backends.dynamodb, config.table)
-        queues = Queues(backends.sqs, config.queue, config.dead_letter_queue, config.visibility_timeout)
-        await store.ensure_table(create=True)
-        await queues.ensure(create=True)
+    async with _backend_code(config) as (store, queues):
         run = uuid.uuid4().hex[:8]
         serial = itertools.count()  # every submit a new key, the warm-up's too
 
@@ -155,11 +159,8 @@ def direct_lifecycle_ceiling(
 
 
 async def _prepare(config: Config) -> None:
-    async with Backends(config) as backends:
-        await Store(backends.dynamodb, config.table).ensure_table(create=True)
-        await Queues(backends.sqs, config.queue, config.dead_letter_queue, config.visibility_timeout).ensure(
-            create=True
-        )
+    async with _backend_code(config):
+        pass
 
 
 async def _grpc_round(target: str, concurrency: int, duration: float) -> dict[str, float]:
