@@ -617,9 +617,10 @@ async def test_worker_sigkill_mid_attempt_and_server_restart(harness: TestHarnes
     after the queue's visibility timeout another attempt starts and the task reaches a terminal
     status. The abandoned attempt counts as an attempt."
 
-    The worker is killed (SIGKILL) in the middle of an attempt and, while it is down, the API
-    server is restarted and a task is submitted. Once the worker is started again, the interrupted
-    task completes exactly once (its abandoned attempt counted) and the new one completes.
+    The worker is killed (SIGKILL) in the middle of an attempt and, while it is down, a task is
+    submitted and the API server is restarted. Once both are started again (side by side), the
+    interrupted task completes exactly once (its abandoned attempt counted) and the new one, which
+    was answered before the restart, completes.
     """
     worker = harness.worker  # the API process itself when the work runs in it (spec 10.3)
     server = harness.server
@@ -641,15 +642,15 @@ async def test_worker_sigkill_mid_attempt_and_server_restart(harness: TestHarnes
             f"set-up: the attempt must still be running when the worker is killed ({_SETUP_TRIES} tries)",
             seen=f"history after the last kill: {format_codes(shape(at_kill))}",
         )
+    queued_key = harness.key("worker-down")
     try:
-        await asyncio.to_thread(server.restart)
-        await server.wait_ready()
-        queued_key = harness.key("worker-down")
         queued = await harness.submit("echo", b"while the worker is down", key=queued_key)
+        await asyncio.to_thread(server.restart)  # a graceful stop may take a moment: off the loop
     finally:
         if not worker.running:
-            worker.start()
-        await worker.wait_ready()
+            worker.start()  # side by side with the API process's own start
+        ready = [server.wait_ready()] + ([] if harness.worker_is_server else [worker.wait_ready()])
+        await asyncio.gather(*ready)
     task, events = await finished(harness, running.task_id)
     problems = finished_task_violations(task, events)
     if task.status != pb.TASK_STATUS_COMPLETED or count(events, pb.TASK_EVENT_TYPE_COMPLETED) != 1:
