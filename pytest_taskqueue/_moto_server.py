@@ -102,6 +102,7 @@ def build_app(preload: Sequence[str] = ("dynamodb",), *, fast_path: bool = True)
         install_partition_queries,
         install_serializer_key_cache,
         install_traversal_memo,
+        install_tree_copy,
         install_update_expression_cache,
         patch_transactions,
     )
@@ -127,6 +128,7 @@ def build_app(preload: Sequence[str] = ("dynamodb",), *, fast_path: bool = True)
     install_method_name_cache()
     install_update_expression_cache()
     install_traversal_memo()
+    install_tree_copy()
     install_serializer_key_cache()
     dispatcher = Dispatcher()
     for service in preload:

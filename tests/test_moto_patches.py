@@ -100,12 +100,16 @@ def test_cached_condition_parses_decide_like_fresh_ones(table: Any) -> None:
             )
 
 
-def test_cached_update_expressions_and_memoised_walks_apply_each_update(table: Any) -> None:
+def test_cached_update_expressions_memoised_walks_and_tree_copies_apply_each_update(table: Any) -> None:
     """One update expression parsed once: each use still applies its own values to its own item, and
     a bad expression is rejected every time."""
-    from pytest_taskqueue._moto_patches import install_traversal_memo, install_update_expression_cache
+    from pytest_taskqueue._moto_patches import (
+        install_traversal_memo,
+        install_tree_copy,
+        install_update_expression_cache,
+    )
 
-    assert install_update_expression_cache() and install_traversal_memo()
+    assert install_update_expression_cache() and install_traversal_memo() and install_tree_copy()
     for n in range(3):
         table.update_item(
             TableName="t",
@@ -122,3 +126,40 @@ def test_cached_update_expressions_and_memoised_walks_apply_each_update(table: A
             table.update_item(
                 TableName="t", Key={"pk": {"S": "u0"}, "sk": {"S": "1"}}, UpdateExpression="SET = :x"
             )
+
+
+def test_a_tree_copy_is_the_deep_copy_moto_would_make(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Same classes, attributes, leaves and parent links as ``copy.deepcopy``, sharing no node, and
+    made without it (the fallback is not what is compared)."""
+    import copy
+
+    import moto.dynamodb.parsing.validators as validators
+    from moto.dynamodb.parsing.ast_nodes import Node  # type: ignore[attr-defined]
+    from moto.dynamodb.parsing.expressions import UpdateExpressionParser  # type: ignore[attr-defined]
+
+    from pytest_taskqueue._moto_patches import install_tree_copy
+
+    assert install_tree_copy()
+
+    def shape(node: Any, parent: Any = None) -> Any:
+        if not isinstance(node, Node):
+            return repr(node)
+        assert node.parent is parent
+        children = None if node.children is None else [shape(child, node) for child in node.children]
+        return type(node).__name__, list(vars(node)), node.type, children
+
+    def nodes(node: Any) -> list[Any]:
+        return [node] + [n for child in node.children or [] if isinstance(child, Node) for n in nodes(child)]
+
+    for text in (
+        "SET #s = :s, #seq = :seq, updated_at = :now",
+        "SET a = if_not_exists(a, :z) + :one, b[1].c = list_append(b[1].c, :l) "
+        "REMOVE d, e[2] ADD f :n DELETE g :s",
+    ):
+        tree = UpdateExpressionParser.make(text)
+        theirs = copy.deepcopy(tree)
+        with monkeypatch.context() as patched:
+            patched.setattr(copy, "deepcopy", lambda *_: pytest.fail("copy.deepcopy was used"))
+            ours = getattr(validators, "deepcopy")(tree)  # noqa: B009 - the module global moto calls
+        assert shape(ours) == shape(theirs) == shape(tree)
+        assert not {id(n) for n in nodes(ours)} & {id(n) for n in nodes(tree)}
