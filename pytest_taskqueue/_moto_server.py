@@ -103,6 +103,7 @@ def build_app(preload: Sequence[str] = ("dynamodb",), *, fast_path: bool = True)
         install_serializer_key_cache,
         install_traversal_memo,
         install_tree_copy,
+        install_update_check_memo,
         install_update_expression_cache,
         patch_transactions,
     )
@@ -129,6 +130,7 @@ def build_app(preload: Sequence[str] = ("dynamodb",), *, fast_path: bool = True)
     install_update_expression_cache()
     install_traversal_memo()
     install_tree_copy()
+    install_update_check_memo()
     install_serializer_key_cache()
     dispatcher = Dispatcher()
     for service in preload:

@@ -163,3 +163,46 @@ def test_a_tree_copy_is_the_deep_copy_moto_would_make(monkeypatch: pytest.Monkey
             ours = getattr(validators, "deepcopy")(tree)  # noqa: B009 - the module global moto calls
         assert shape(ours) == shape(theirs) == shape(tree)
         assert not {id(n) for n in nodes(ours)} & {id(n) for n in nodes(tree)}
+
+
+def test_remembered_update_checks_still_refuse_what_they_refused(table: Any) -> None:
+    """An update's text-only checks passed once are skipped for the same text, names and key; other
+    names, or an update that fails a check, are checked (and refused) every time."""
+    from pytest_taskqueue._moto_patches import install_update_check_memo, install_update_expression_cache
+
+    assert install_update_expression_cache() and install_update_check_memo()
+    key = {"pk": {"S": "k"}, "sk": {"S": "1"}}
+    value = {":v": {"S": "x"}}
+    for _ in range(2):
+        table.update_item(
+            TableName="t",
+            Key=key,
+            UpdateExpression="SET #a = :v",
+            ExpressionAttributeNames={"#a": "other"},
+            ExpressionAttributeValues=value,
+        )
+    for _ in range(2):
+        with pytest.raises(table.exceptions.ClientError, match="Cannot update attribute pk"):
+            table.update_item(
+                TableName="t",
+                Key=key,
+                UpdateExpression="SET #a = :v",
+                ExpressionAttributeNames={"#a": "pk"},
+                ExpressionAttributeValues=value,
+            )
+        with pytest.raises(table.exceptions.ClientError, match="overlap"):
+            table.update_item(
+                TableName="t",
+                Key=key,
+                UpdateExpression="SET a.b = :v, a = :v",
+                ExpressionAttributeValues=value,
+            )
+        with pytest.raises(table.exceptions.ClientError, match="SET"):
+            table.update_item(
+                TableName="t",
+                Key=key,
+                UpdateExpression="SET a = :v SET b = :v",
+                ExpressionAttributeValues=value,
+            )
+    item = table.get_item(TableName="t", Key=key)["Item"]
+    assert item == {**key, "other": {"S": "x"}}
