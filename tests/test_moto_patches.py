@@ -172,37 +172,25 @@ def test_remembered_update_checks_still_refuse_what_they_refused(table: Any) -> 
 
     assert install_update_expression_cache() and install_update_check_memo()
     key = {"pk": {"S": "k"}, "sk": {"S": "1"}}
-    value = {":v": {"S": "x"}}
-    for _ in range(2):
+
+    def update(expression: str, **names: str) -> None:
+        extra = {"ExpressionAttributeNames": names} if names else {}
         table.update_item(
             TableName="t",
             Key=key,
-            UpdateExpression="SET #a = :v",
-            ExpressionAttributeNames={"#a": "other"},
-            ExpressionAttributeValues=value,
+            UpdateExpression=expression,
+            ExpressionAttributeValues={":v": {"S": "x"}},
+            **extra,
         )
+
+    for _ in range(2):
+        update("SET #a = :v", **{"#a": "other"})
     for _ in range(2):
         with pytest.raises(table.exceptions.ClientError, match="Cannot update attribute pk"):
-            table.update_item(
-                TableName="t",
-                Key=key,
-                UpdateExpression="SET #a = :v",
-                ExpressionAttributeNames={"#a": "pk"},
-                ExpressionAttributeValues=value,
-            )
+            update("SET #a = :v", **{"#a": "pk"})
         with pytest.raises(table.exceptions.ClientError, match="overlap"):
-            table.update_item(
-                TableName="t",
-                Key=key,
-                UpdateExpression="SET a.b = :v, a = :v",
-                ExpressionAttributeValues=value,
-            )
+            update("SET a.b = :v, a = :v")
         with pytest.raises(table.exceptions.ClientError, match="SET"):
-            table.update_item(
-                TableName="t",
-                Key=key,
-                UpdateExpression="SET a = :v SET b = :v",
-                ExpressionAttributeValues=value,
-            )
+            update("SET a = :v SET b = :v")
     item = table.get_item(TableName="t", Key=key)["Item"]
     assert item == {**key, "other": {"S": "x"}}
