@@ -243,7 +243,12 @@ def main() -> int:
         if not (args.source / "pytest_taskqueue").is_dir():
             parser.error(f"--source {args.source}: no pytest_taskqueue package there")
         env = dict(os.environ, BENCH_STACK_SOURCE=str(args.source.resolve()))
-        return subprocess.run([sys.executable, __file__, *sys.argv[1:]], env=env, check=False).returncode
+        argv = [str(Path(a).resolve()) if a == str(args.json) else a for a in sys.argv[1:]]
+        # From the source's folder: ``python -m reference_server`` finds the package in its working folder.
+        script = str(Path(__file__).resolve())
+        return subprocess.run(
+            [sys.executable, script, *argv], env=env, cwd=args.source, check=False
+        ).returncode
 
     calls_dir: Path | None = None
     if args.count_calls:
