@@ -43,7 +43,7 @@ import grpc  # noqa: E402
 from reference_server.backends import Backends  # noqa: E402
 from reference_server.config import Config  # noqa: E402
 from reference_server.queue import Message, Queues  # noqa: E402
-from reference_server.store import Status, Store  # noqa: E402
+from reference_server.store import Status, Store, from_submitted_state, submitted_state  # noqa: E402
 from taskqueue_proto import taskqueue_pb2 as pb  # noqa: E402
 from taskqueue_proto import taskqueue_pb2_grpc  # noqa: E402
 from tests.reference._procs import AWS_ENV, Stoppable, start_elasticmq, start_moto, start_reference  # noqa: E402
@@ -104,10 +104,11 @@ async def _direct_round(config: Config, concurrency: int, duration: float) -> di
 async def _direct_lifecycle_round(config: Config, concurrency: int, duration: float) -> dict[str, float]:
     """Whole task lives, with the reference's own backend code and no gRPC: the ceiling of a run.
 
-    Each of ``concurrency`` loops submits one task (``Store.create_task``, ``Queues.send``) and then
-    drives one received message as the worker does (``Store.get_task``, ``Store.claim``,
-    ``Store.complete``, ``Queues.delete``), so submits and completions stay balanced. ``submits_per_s``
-    here counts tasks that reached COMPLETED per second.
+    Each of ``concurrency`` loops submits one task (``Store.create_task``, ``Queues.send`` with the
+    task's submitted state) and then drives one received message as the worker does (a first delivery
+    claimed from the state it carries, else ``Store.get_task``; ``Store.claim``, ``Store.complete``,
+    ``Queues.delete``), so submits and completions stay balanced. ``submits_per_s`` here counts tasks
+    that reached COMPLETED per second.
     """
     async with _backend_code(config) as (store, queues):
         run = uuid.uuid4().hex[:8]
@@ -115,14 +116,16 @@ async def _direct_lifecycle_round(config: Config, concurrency: int, duration: fl
 
         async def one_life(n: int) -> None:
             task, _ = await store.create_task(f"life-{run}-{next(serial)}", "noop", PAYLOAD, 5)
-            await queues.send(task.task_id)
+            await queues.send(task.task_id, submitted_state(task))
             while True:
                 messages: list[Message] = await queues.receive(1, 1)
                 task_id = messages[0].task_id if messages else None
                 if task_id is None:
                     continue
                 message = messages[0]
-                found = await store.get_task(task_id, with_result=False)
+                found = from_submitted_state(task_id, message.submitted)
+                if found is None:
+                    found = await store.get_task(task_id, with_result=False)
                 if found is not None and found.status == Status.PENDING:
                     break
                 await queues.delete(message.receipt_handle)  # a redelivery of a finished task: as the worker
